@@ -1,0 +1,86 @@
+"""TGT (temporal graph-limb transformer) training on Human3.6M-style data.
+
+  python -m experiments.train_tgt --config configs/tgt_base.py:tiny --workdir runs/tgt
+  python -m experiments.train_tgt --config configs/tgt_base.py --workdir runs/tgt_base
+
+Variants: `tiny` (T=27, dim 64, depth 2; tests and CPU runs), `base` (default; T=243, dim 256,
+depth 8), `large`.
+"""
+
+import ml_collections
+
+from gentg_jax import skeleton
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    variant = arg or "base"
+    config = ml_collections.ConfigDict()
+    config.task = "tgt"
+    config.seed = 0
+
+    config.data = ml_collections.ConfigDict()
+    config.data.name = "synthetic_h36m"
+    config.data.data_dir = ""  # empty: $TFDS_DATA_DIR or ~/tensorflow_datasets
+    config.data.num_frames = 243
+    config.data.flip_augment = True
+    config.data.test_flip = True  # test-time flip augmentation in evaluation
+    config.data.worker_count = 0
+
+    config.model = ml_collections.ConfigDict()
+    config.model.dim = 256
+    config.model.depth = 8
+    config.model.num_heads = 8
+    config.model.mlp_ratio = 2.0
+    config.model.dropout = 0.0
+    config.model.drop_path = 0.1
+    config.model.max_frames = 243
+    config.model.use_limb_tokens = True
+    config.model.use_graph_bias = True
+    config.model.spatial_first = True
+    config.model.remat = True
+    config.model.dtype = "float32"  # compute dtype: "float32" | "bfloat16"; params stay float32
+
+    config.loss = ml_collections.ConfigDict()
+    config.loss.joint_weights = (1.0,) * skeleton.NUM_JOINTS
+    config.loss.mpjpe = 1.0
+    config.loss.uncertainty = 0.1
+    config.loss.uncertainty_beta = 0.5
+    config.loss.bone = 0.1
+    config.loss.velocity = 0.5
+
+    config.train = ml_collections.ConfigDict()
+    config.train.num_steps = 100_000
+    config.train.batch_size = 64
+    config.train.learning_rate = 4e-4
+    config.train.warmup_steps = 1000
+    config.train.weight_decay = 0.01
+    config.train.grad_clip = 1.0
+    config.train.ema_decay = 0.999
+    config.train.log_every = 100
+    config.train.eval_every = 5000
+    config.train.checkpoint_every = 5000
+    config.train.keep_checkpoints = 3
+    config.train.parallel = "auto"  # "auto" | "single" | "pmap" | "sharded"
+
+    config.eval = ml_collections.ConfigDict()
+    config.eval.batch_size = 32
+    config.eval.split = "test"
+    config.eval.max_windows = 0  # 0: every test window
+
+    if variant == "tiny":
+        config.data.num_frames = 27
+        config.model.update(dim=64, depth=2, num_heads=4, max_frames=27, drop_path=0.0, remat=False)
+        config.train.update(
+            num_steps=2000,
+            batch_size=32,
+            warmup_steps=100,
+            log_every=50,
+            eval_every=500,
+            checkpoint_every=500,
+        )
+        config.eval.batch_size = 64
+    elif variant == "large":
+        config.model.update(dim=384, depth=12, num_heads=12)
+    elif variant != "base":
+        raise ValueError(f"unknown variant {variant!r}; choose tiny, base or large")
+    return config
