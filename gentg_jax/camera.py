@@ -170,9 +170,13 @@ def camera(subject: str, index: int) -> Camera:
 
 
 def flip_intrinsic(intrinsic):
-    """Intrinsics of the left-right mirrored image: cx and p2 change sign (normalised units)."""
+    """Intrinsics of the left-right mirrored image (normalised units).
+
+    Mirroring x -> -x keeps the projection model only if cx and the tangential coefficient that
+    multiplies x, p1 (index 7), change sign; VideoPose3D's flip augmentation does the same.
+    """
     xp = _xp(intrinsic)
-    return intrinsic * xp.asarray([1, 1, -1, 1, 1, 1, 1, 1, -1], dtype=intrinsic.dtype)
+    return intrinsic * xp.asarray([1, 1, -1, 1, 1, 1, 1, -1, 1], dtype=intrinsic.dtype)
 
 
 # Public Human3.6M calibration as published with VideoPose3D (facebookresearch/VideoPose3D,

@@ -150,6 +150,7 @@ def coco_to_h36m(keypoints, scores=None):
       The H36M-order keypoints, and the H36M-order scores when `scores` is given.
     """
     keypoints = np.asarray(keypoints)
+    keypoints = keypoints.astype(np.result_type(keypoints, np.float32))
     if keypoints.ndim < 2 or keypoints.shape[-2] != 17:
         raise ValueError(f"COCO keypoints must have shape (..., 17, C), got {keypoints.shape}")
     out = np.zeros_like(keypoints)
