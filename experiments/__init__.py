@@ -1,0 +1,1 @@
+"""absl entrypoints: thin wrappers that parse flags and call into gentg_jax."""
