@@ -1,0 +1,175 @@
+"""TGT predict and train-step throughput: float32 vs bfloat16, jit vs pmap vs sharded jit.
+
+  python -m benchmarks.parallel_throughput                       # base, the real devices
+  python -m benchmarks.parallel_throughput --variant tiny --devices 2 --batch 8
+
+--devices N runs on N forced host (CPU) devices (XLA_FLAGS=--xla_force_host_platform_device_count,
+set before the backend starts); they share the machine's cores, so on CPU the layouts compare
+overheads, not scaling. Every row uses the same global batch; `single` runs it on one device.
+
+Model FLOPs utilisation (MFU) = model FLOP/s / peak: a forward is the XLA-counted FLOPs of one
+TGT forward (profiling.tgt_flops_per_frame, counted once on the float32 model), a training step
+counts 3 forwards (backward = 2 x forward; rematerialisation is not model work). The peak is
+--peak_tflops when given, else the datasheet bf16 dense peak of a known accelerator
+(KNOWN_PEAK_TFLOPS: H100/H200 SXM 989 TFLOP/s), else the measured rate of a large
+matmul of the row's dtype on one device of this machine. `matmul_fraction` always compares the
+predict FLOP/s with that measured matmul rate.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import tempfile
+
+import jax
+import jax.numpy as jnp
+
+from configs import tgt_base
+from gentg_jax import profiling
+from gentg_jax.train import parallel, tasks
+
+# Dense bf16 tensor-core peaks (TFLOP/s) of the SXM parts: H200 has H100's compute.
+KNOWN_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0}
+_MODES = ("single", "pmap", "sharded")
+_DTYPES = ("float32", "bfloat16")
+_COLUMNS = (
+    "dtype",
+    "mode",
+    "devices",
+    "predict_frames_per_s",
+    "train_clips_per_s",
+    "predict_tflops",
+    "train_tflops",
+    "predict_mfu",
+    "train_mfu",
+    "matmul_fraction",
+)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", default="base", help="configs/tgt_base.py variant")
+    parser.add_argument("--devices", type=int, default=0, help="N forced CPU devices (0: real)")
+    parser.add_argument("--batch", type=int, default=8, help="global batch (windows)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per cell (median)")
+    parser.add_argument("--modes", default=",".join(_MODES))
+    parser.add_argument("--dtypes", default=",".join(_DTYPES))
+    parser.add_argument("--skip_train", action="store_true", help="time predict only")
+    parser.add_argument("--peak_tflops", type=float, default=None, help="peak for MFU")
+    parser.add_argument("--matmul_size", type=int, default=0, help="0: 8192 on GPU, else 2048")
+    parser.add_argument("--json", default="benchmarks/results/parallel_throughput.json")
+    return parser.parse_args()
+
+
+def machine_info() -> dict:
+    device = jax.devices()[0]
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "device_kind": device.device_kind,
+        "platform": device.platform,
+        "device_count": jax.device_count(),
+        "cpu_count": os.cpu_count(),
+        "cpu": platform.processor() or platform.machine(),
+        "jax_version": jax.__version__,
+    }
+
+
+def matmul_flops_per_s(dtype: str, size: int, repeats: int = 5) -> float:
+    """Measured FLOP/s of a (size x size) @ (size x size) matmul on the default device."""
+    x = jnp.ones((size, size), dtype)
+    seconds, _ = profiling.timed(jnp.matmul, (x, x), repeats)
+    return 2 * size**3 / seconds
+
+
+def peaks(args: argparse.Namespace, info: dict, dtypes: list[str]) -> dict:
+    """Measured matmul FLOP/s per dtype, and the peak used for MFU with its source."""
+    size = args.matmul_size or (8192 if info["platform"] == "gpu" else 2048)
+    measured = {d: matmul_flops_per_s(d, size) for d in dtypes}
+    known = next((v * 1e12 for k, v in KNOWN_PEAK_TFLOPS.items() if k in info["device_kind"]), None)
+    if args.peak_tflops:
+        mfu_peak, source = {d: args.peak_tflops * 1e12 for d in dtypes}, "--peak_tflops"
+    elif known:
+        mfu_peak, source = {d: known for d in dtypes}, "datasheet bf16 dense"
+    else:
+        mfu_peak, source = measured, f"measured {size}x{size} matmul"
+    return {
+        "matmul_size": size,
+        "matmul_flops_per_s": measured,
+        "mfu_peak": mfu_peak,
+        "mfu_peak_source": source,
+    }
+
+
+def measure(args: argparse.Namespace, dtype: str, mode: str, forward_flops: float, peak: dict):
+    """One row: predict frames/s and train clips/s of the `dtype` model in layout `mode`."""
+    config = tgt_base.get_config(args.variant)
+    config.model.dtype = dtype
+    task = tasks.get_task(config)
+    batch = profiling.synthetic_batch(args.batch, config.data.num_frames)
+    params = profiling.init_params(task, batch, config.seed)
+    layout = parallel.DataParallel(mode)
+    predict = profiling.predict_throughput(layout, task, params, batch, args.repeats)
+    row = {"dtype": dtype, "mode": mode, "devices": layout.num_replicas}
+    row["predict_frames_per_s"] = predict["frames_per_s"]
+    row["predict_tflops"] = predict["frames_per_s"] * forward_flops / 1e12
+    if not args.skip_train:
+        train = profiling.train_throughput(config, layout, task, params, batch, args.repeats)
+        row["train_clips_per_s"] = train["clips_per_s"]
+        row["train_tflops"] = 3 * train["clips_per_s"] * config.data.num_frames
+        row["train_tflops"] *= forward_flops / 1e12
+        row["train_mfu"] = row["train_tflops"] * 1e12 / peak["mfu_peak"][dtype]
+    row["predict_mfu"] = row["predict_tflops"] * 1e12 / peak["mfu_peak"][dtype]
+    row["matmul_fraction"] = row["predict_tflops"] * 1e12 / peak["matmul_flops_per_s"][dtype]
+    return row
+
+
+def write_json(path: pathlib.Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
+        json.dump(payload, f, indent=2)
+    os.replace(f.name, path)
+
+
+def main() -> None:
+    args = parse_args()
+    if args.devices:
+        flag = f"--xla_force_host_platform_device_count={args.devices}"
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
+    # XLA reads XLA_FLAGS once, when the backend starts: before the first device query below.
+    info = machine_info()
+    modes, dtypes = args.modes.split(","), args.dtypes.split(",")
+    if args.batch % info["device_count"] and set(modes) - {"single"}:
+        raise ValueError(f"--batch {args.batch} must divide over {info['device_count']} devices")
+    config = tgt_base.get_config(args.variant)
+    batch = profiling.synthetic_batch(args.batch, config.data.num_frames)
+    forward_flops = profiling.tgt_flops_per_frame(config, batch)
+    peak = peaks(args, info, dtypes)
+    print(" ".join(f"{k}={v}" for k, v in info.items()))
+    print(f"TGT {args.variant}: {forward_flops / 1e9:.4g} GFLOP/frame, global batch {args.batch}")
+    for name in ("matmul_flops_per_s", "mfu_peak"):
+        print(f"{name}: " + ", ".join(f"{d} {v / 1e12:.4g} TFLOP/s" for d, v in peak[name].items()))
+    print(f"mfu_peak_source: {peak['mfu_peak_source']}")
+    rows = []
+    for dtype in dtypes:
+        for mode in modes:
+            rows.append(measure(args, dtype, mode, forward_flops, peak))
+            print(f"measured {dtype} {mode}", flush=True)
+    print(profiling.format_rows(rows, _COLUMNS))
+    payload = {
+        "machine": info,
+        "variant": args.variant,
+        "global_batch": args.batch,
+        "frames": config.data.num_frames,
+        "flops_per_frame": forward_flops,
+        **peak,
+        "results": rows,
+    }
+    write_json(pathlib.Path(args.json), payload)
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""GPC (generative pose corrector) training: a conditional diffusion denoiser over 3D poses.
+
+  python -m experiments.train_gpc --config configs/gpc_base.py:tiny --workdir runs/gpc
+  python -m experiments.train_gpc --config configs/gpc_base.py --workdir runs/gpc_base \
+      --config.tgt_workdir=runs/tgt_base --config.train_from_gt_noise=False
+
+Variants: `tiny` (T=27 like tgt_base:tiny, dim 32, depth 2) and `base` (default; T=243, dim 128,
+depth 4). Data, train and eval derive from configs/tgt_base.py's sections of the same variant.
+With `train_from_gt_noise` the coarse pose and its sigma are simulated from the ground truth
+(`gt_noise`, diffusion.simulate_coarse), so GPC can train before a TGT checkpoint exists;
+otherwise the frozen TGT at `tgt_workdir` provides them.
+"""
+
+import ml_collections
+
+from configs import tgt_base
+from gentg_jax import skeleton
+
+# Per-joint std (metres) of the simulated lifter error: small at the hips and torso, large at the
+# extremities, as lifting errors are. Root 0: poses are root-relative.
+_JOINT_STD = (
+    0.0,  # hip
+    0.015,  # rhip
+    0.03,  # rknee
+    0.045,  # rankle
+    0.015,  # lhip
+    0.03,  # lknee
+    0.045,  # lankle
+    0.02,  # spine
+    0.025,  # thorax
+    0.03,  # neck/nose
+    0.035,  # head
+    0.03,  # lshoulder
+    0.045,  # lelbow
+    0.06,  # lwrist
+    0.03,  # rshoulder
+    0.045,  # relbow
+    0.06,  # rwrist
+)
+
+
+def _sections(config: ml_collections.ConfigDict) -> None:
+    """Denoiser, diffusion, refinement, loss and GT-noise sections of the base variant."""
+    config.model = ml_collections.ConfigDict()
+    config.model.dim = 128
+    config.model.depth = 4
+    config.model.num_heads = 4
+    config.model.mlp_ratio = 2.0
+    config.model.dropout = 0.0
+    config.model.drop_path = 0.0
+    config.model.max_frames = 243
+    config.model.use_graph_bias = True
+    config.model.spatial_first = True
+    config.model.adaln = True
+    config.model.predict_residual = True
+    config.model.remat = True
+    config.model.dtype = "float32"  # compute dtype: "float32" | "bfloat16"; params stay float32
+
+    config.diffusion = ml_collections.ConfigDict()
+    config.diffusion.num_train_steps = 1000
+    config.diffusion.schedule = "cosine"
+    # Training draws t uniformly from [0, max_train_timestep]: refinement never starts above
+    # refine.t_max, so higher levels would only spend capacity.
+    config.diffusion.max_train_timestep = 400
+
+    config.refine = ml_collections.ConfigDict()
+    config.refine.selection = "threshold"  # "threshold" | "top_fraction"
+    config.refine.threshold = 0.05  # metres: resample joints with sigma above it
+    config.refine.top_fraction = 0.25  # of the 16 non-root joints per frame
+    config.refine.num_steps = 3  # K DDIM steps
+    config.refine.eta = 0.0
+    config.refine.num_hypotheses = 4  # H
+    # Start level: first t with sqrt((1 - ab) / ab) >= start_factor * max selected sigma.
+    config.refine.start_factor = 1.5
+    config.refine.t_min = 10
+    config.refine.t_max = 400
+    config.refine.aggregation = "mean"  # deployable refined_3d: "mean" | "reproj"
+
+    config.loss = ml_collections.ConfigDict()
+    config.loss.joint_weights = (1.0,) * skeleton.NUM_JOINTS
+    config.loss.mpjpe = 1.0
+    config.loss.velocity = 0.5
+
+    config.gt_noise = ml_collections.ConfigDict()
+    config.gt_noise.joint_std = _JOINT_STD
+    config.gt_noise.outlier_rate = 0.1
+    config.gt_noise.outlier_std = 0.15
+    config.gt_noise.sigma_floor = 0.01
+    config.gt_noise.sigma_jitter = 0.2  # log-space std of the synthetic sigma's error
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    variant = arg or "base"
+    if variant not in ("tiny", "base"):
+        raise ValueError(f"unknown variant {variant!r}; choose tiny or base")
+    tgt = tgt_base.get_config(variant)
+    config = ml_collections.ConfigDict()
+    config.task = "gpc"
+    config.seed = 0
+    config.tgt_workdir = ""  # the frozen TGT checkpoint; "" with train_from_gt_noise
+    config.train_from_gt_noise = True
+    config.data = tgt.data
+    _sections(config)
+    config.train = tgt.train
+    config.eval = tgt.eval
+    if variant == "tiny":
+        config.model.update(dim=32, depth=2, max_frames=tgt.data.num_frames, remat=False)
+    return config

@@ -1,0 +1,514 @@
+"""Inference for users: restore a checkpoint anywhere, lift 2D keypoint sequences of any length.
+
+  from gentg_jax import load_predictor
+  predictor = load_predictor("runs/tgt")  # a workdir, its checkpoints/ or one step directory
+  out = predictor.predict(keypoints_2d, scores, image_size=(1000, 1002), layout="coco")
+  out["coarse_3d"], out["uncertainty"], out.get("refined_3d")
+
+A sequence is cut into windows of the model's T frames (stride `window_stride`, the last window
+aligned to the sequence end; a sequence shorter than T is edge-padded at its end), the windows
+are lifted in batches by one jitted function that takes the parameters as an argument, and the
+overlapping window outputs are blended with Hann weights. Test-time flip averaging of the coarse
+pose follows the saved config (`data.test_flip`), as in evaluation; the corrector then refines
+the averaged coarse pose.
+
+Workdir kinds (`config.task` of the saved config):
+  tgt  coarse poses only; refine=True is an error.
+  gpc  the corrector; its TGT is the latest step of the saved `tgt_workdir` (or of `tgt_path=`).
+  e2e  one checkpoint whose params are {'tgt': ..., 'gpc': ...}; the saved config embeds the full
+       saved TGT and GPC configs as `config.tgt` and `config.gpc` (refinement settings from
+       `config.refine` when present, else `config.gpc.refine`).
+"""
+
+from __future__ import annotations
+
+import functools
+import pathlib
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from gentg_jax import camera as camera_lib
+from gentg_jax import checkpoint, diffusion, skeleton
+from gentg_jax.data import pipeline
+from gentg_jax.models import gpc, tgt
+
+PyTree = Any
+LAYOUTS = ("h36m", "coco")
+_J = skeleton.NUM_JOINTS
+_FLIP = np.asarray(skeleton.FLIP_PERMUTATION)
+
+
+def generic_intrinsics(image_size: Any) -> np.ndarray:
+    """Normalised intrinsics (..., 9) of a generic pinhole camera for images of (..., 2) = (w, h).
+
+    The principal point is the image centre, there is no distortion and the focal length in
+    pixels equals the image's larger side (about a 53 degree field of view along it). Only the
+    reprojection-based hypothesis aggregation and root estimate of refinement use a camera.
+    """
+    size = np.asarray(image_size, np.float32)
+    focal = 2.0 * size.max(-1) / size[..., 0]  # pixels / w * 2, as normalised coordinates are
+    out = np.zeros(size.shape[:-1] + (9,), np.float32)
+    out[..., 0] = out[..., 1] = focal
+    return out
+
+
+def window_starts(length: int, num_frames: int, stride: int) -> np.ndarray:
+    """First frames of the windows covering `length` frames: every `stride` frames from 0, plus
+    one aligned to the end when needed; a single window at 0 when length <= num_frames."""
+    if not 1 <= stride <= num_frames:
+        raise ValueError(f"window stride must be in [1, {num_frames}], got {stride}")
+    last = max(length - num_frames, 0)
+    starts = list(range(0, last + 1, stride))
+    if starts[-1] != last:
+        starts.append(last)
+    return np.asarray(starts, np.int32)
+
+
+def blend_weights(num_frames: int) -> np.ndarray:
+    """(T,) strictly positive Hann weights for averaging overlapping window outputs."""
+    return np.sin(np.pi * (np.arange(num_frames) + 1) / (num_frames + 1)) ** 2
+
+
+def _float_array(value: Any, name: str) -> np.ndarray:
+    try:
+        return np.asarray(value, np.float32)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be a numeric array: {error}") from error
+
+
+def _check_keypoints(keypoints: np.ndarray, scores: np.ndarray | None) -> None:
+    shape = keypoints.shape
+    if keypoints.ndim not in (3, 4):
+        raise ValueError(f"keypoints_2d of shape {shape} is not (T, 17, 2) or (B, T, 17, 2)")
+    problems = (
+        (shape[-2] != _J, "needs 17 joints per frame, H36M (layout='h36m') or COCO ('coco')"),
+        (shape[-1] != 2, "must hold (x, y) pixels in its last axis (scores go in scores=)"),
+        (0 in shape, "is empty: there are no frames to lift"),
+    )
+    for bad, message in problems:
+        if bad:
+            raise ValueError(f"keypoints_2d of shape {shape} {message}")
+    if scores is not None and scores.shape != keypoints.shape[:-1]:
+        raise ValueError(
+            f"scores shape {scores.shape} does not match keypoints_2d {keypoints.shape}; "
+            f"expected {keypoints.shape[:-1]}"
+        )
+    if scores is not None and not np.all(np.isfinite(scores)):
+        raise ValueError("scores contain NaN or inf; use 0 for missing joints")
+
+
+def _image_sizes(image_size: Any, batch: int) -> np.ndarray:
+    if image_size is None:
+        raise ValueError("image_size=(w, h) in pixels is required: keypoints are normalised by it")
+    size = _float_array(image_size, "image_size")
+    if size.shape not in ((2,), (batch, 2)) or not np.all(np.isfinite(size) & (size > 0)):
+        raise ValueError(f"image_size must be (w, h) > 0, or one per sequence (B, 2); got {size}")
+    return np.broadcast_to(size, (batch, 2)).copy()
+
+
+def _fill_missing(keypoints: np.ndarray, scores: np.ndarray, size: np.ndarray) -> None:
+    """In place: non-finite joints get score 0 and the mean of the frame's valid joints (the
+    image centre when none is valid), so they are harmless inputs the model sees as missing."""
+    valid = np.all(np.isfinite(keypoints), axis=-1)
+    count = valid.sum(-1, keepdims=True)[..., None]
+    total = np.where(valid[..., None], keypoints, 0.0).sum(-2, keepdims=True)
+    centre = np.broadcast_to((size / 2)[:, None, None, :], total.shape)
+    fill = np.where(count > 0, total / np.maximum(count, 1), centre)
+    keypoints[:] = np.where(valid[..., None], keypoints, fill)
+    scores[:] = np.where(valid, scores, 0.0)
+
+
+def prepare_keypoints(
+    keypoints_2d: Any, scores: Any = None, image_size: Any = None, layout: str = "h36m"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validated H36M-order pixel keypoints with missing (NaN) joints filled in.
+
+    Args:
+      keypoints_2d: (T, 17, 2) or (B, T, 17, 2) pixels in `layout` order; NaN marks a missing
+        joint (allowed only with `scores`; it gets score 0).
+      scores: optional confidences (T, 17) / (B, T, 17); None means all ones.
+      image_size: (w, h), or (B, 2) per sequence.
+      layout: "h36m" or "coco" (COCO-17 detector order, converted by skeleton.coco_to_h36m).
+
+    Returns:
+      (keypoints (B, T, 17, 2), scores (B, T, 17), image sizes (B, 2)), float32, always batched.
+    """
+    keypoints = _float_array(keypoints_2d, "keypoints_2d")
+    given = scores is not None
+    scores = _float_array(scores, "scores") if given else None
+    _check_keypoints(keypoints, scores)
+    if keypoints.ndim == 3:
+        keypoints, scores = keypoints[None], (scores[None] if given else None)
+    if scores is None:
+        scores = np.ones(keypoints.shape[:-1], np.float32)
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout={layout!r}; use 'h36m' or 'coco'")
+    if layout == "coco":
+        keypoints, scores = skeleton.coco_to_h36m(keypoints, scores)
+    size = _image_sizes(image_size, keypoints.shape[0])
+    keypoints, scores = np.array(keypoints, np.float32), np.array(scores, np.float32)
+    missing = ~np.all(np.isfinite(keypoints), axis=-1)
+    if missing.any() and not given:
+        where = tuple(int(i[0]) for i in np.nonzero(missing))
+        raise ValueError(
+            f"keypoints_2d has {int(missing.sum())} non-finite joints (first at sequence, frame, "
+            f"joint {where}); pass scores to treat them as missing, or fill them in"
+        )
+    _fill_missing(keypoints, scores, size)
+    return keypoints, scores, size
+
+
+class _Refiner(NamedTuple):
+    model: gpc.PoseDenoiser
+    schedule: diffusion.Schedule
+    config: ml_collections.ConfigDict
+
+
+def _coarse(model, params, keypoints_2d, scores, flip: bool):
+    outputs, _ = model.apply({"params": params}, keypoints_2d, scores, train=False)
+    joints, log_sigma = outputs["joints_3d"], outputs["log_sigma"]
+    if flip:  # as evaluation: average with the mirrored input's prediction, mirrored back
+        mirrored, _ = model.apply(
+            {"params": params}, pipeline.flip_poses(keypoints_2d), scores[..., _FLIP], train=False
+        )
+        joints = 0.5 * (joints + pipeline.flip_poses(mirrored["joints_3d"]))
+        log_sigma = 0.5 * (log_sigma + mirrored["log_sigma"][..., _FLIP])
+    return joints, log_sigma
+
+
+def _refine_window(refiner: _Refiner, params, coarse, log_sigma, keypoints_2d, intrinsics, key):
+    """Refines one window (T, 17, ...); vmapped so that every window has its own noise."""
+    coarse, log_sigma, keypoints_2d = coarse[None], log_sigma[None], keypoints_2d[None]
+    denoise_fn = gpc.make_denoise_fn(refiner.model, params, keypoints_2d, coarse, log_sigma)
+    args = (denoise_fn, refiner.schedule, coarse, log_sigma, keypoints_2d, intrinsics[None], key)
+    return diffusion.refine(*args, config=refiner.config)["refined_3d"][0]
+
+
+def window_outputs(
+    params: PyTree,
+    keypoints_2d: jax.Array,
+    scores: jax.Array,
+    intrinsics: jax.Array,
+    window_ids: jax.Array,
+    seed: jax.Array,
+    *,
+    tgt_model: tgt.TemporalGraphLimbTransformer,
+    flip: bool,
+    refiner: _Refiner | None = None,
+) -> dict[str, jax.Array]:
+    """Predictions for a batch of windows (pure; jit it with params as an argument).
+
+    Args:
+      params: {'tgt': ..., 'gpc': ... (when refining)}.
+      keypoints_2d: (N, T, 17, 2) normalised; scores (N, T, 17); intrinsics (N, 9) normalised.
+      window_ids: (N,) int: window n's noise key is fold_in(PRNGKey(seed), window_ids[n]).
+      seed: int scalar.
+
+    Returns:
+      'coarse_3d' (N, T, 17, 3), 'uncertainty' (N, T, 17) sigma in metres and, with a refiner,
+      'refined_3d' (N, T, 17, 3).
+    """
+    coarse, log_sigma = _coarse(tgt_model, params["tgt"], keypoints_2d, scores, flip)
+    out = {"coarse_3d": coarse, "uncertainty": jnp.exp(log_sigma)}
+    if refiner is not None:
+        base = jax.random.PRNGKey(seed)
+        keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(window_ids)
+        refine_fn = functools.partial(_refine_window, refiner, params["gpc"])
+        out["refined_3d"] = jax.vmap(refine_fn)(coarse, log_sigma, keypoints_2d, intrinsics, keys)
+    return out
+
+
+def _check_params(what: str, model: Any, params: PyTree, *inputs: Any) -> None:
+    """Raises CheckpointError unless `params` has the names and shapes `model.init` makes."""
+    expected = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), *inputs)["params"])
+    flat = [jax.tree_util.tree_leaves_with_path(t) for t in (expected, params)]
+    want, got = ({jax.tree_util.keystr(p): np.shape(v) for p, v in leaves} for leaves in flat)
+    if want != got:
+        missing, unexpected = sorted(want.keys() - got.keys()), sorted(got.keys() - want.keys())
+        wrong = [
+            (k, got[k], want[k]) for k in sorted(want.keys() & got.keys()) if want[k] != got[k]
+        ]
+        raise checkpoint.CheckpointError(
+            f"the {what} parameters do not fit the model of the saved config: missing "
+            f"{missing[:3]}, unexpected {unexpected[:3]}, wrong shapes {wrong[:3]}"
+        )
+
+
+def _blend(values: np.ndarray, starts: np.ndarray, length: int, weights: np.ndarray) -> np.ndarray:
+    """(B, W, T, ...) window outputs -> (B, length, ...) weighted average over covering windows."""
+    trailing = (1,) * (values.ndim - 3)
+    total = np.zeros((values.shape[0], length) + values.shape[3:], np.float64)
+    norm = np.zeros(length, np.float64)
+    for index, start in enumerate(starts):
+        n = min(len(weights), length - start)
+        total[:, start : start + n] += weights[:n].reshape((n,) + trailing) * values[:, index, :n]
+        norm[start : start + n] += weights[:n]
+    return (total / norm.reshape((length,) + trailing)).astype(np.float32)
+
+
+class Predictor:
+    """A restored TGT (and optional GPC corrector) that lifts 2D keypoint sequences.
+
+    Attributes:
+      config / gpc_config: the saved TGT config and the GPC's (None without a corrector).
+      num_frames: the window length T (the TGT's `data.num_frames`).
+      window_stride: default frames between window starts (T // 2 unless given).
+      batch_size: the most windows per jitted call; smaller calls are padded to a power of two,
+        so few shapes (hence compilations) occur.
+      flip: test-time flip averaging of the coarse pose (default: the config's data.test_flip).
+      params: {'tgt': ..., 'gpc': ...} on the default device.
+      trace_count: how often the window function was traced (= compiled) so far.
+    """
+
+    def __init__(
+        self,
+        tgt_config: ml_collections.ConfigDict,
+        tgt_params: PyTree,
+        gpc_config: ml_collections.ConfigDict | None = None,
+        gpc_params: PyTree | None = None,
+        *,
+        refine_config: ml_collections.ConfigDict | None = None,
+        flip: bool | None = None,
+        window_stride: int | None = None,
+        batch_size: int = 32,
+    ):
+        self.config, self.gpc_config = tgt_config, gpc_config
+        self.num_frames = int(tgt_config.data.num_frames)
+        self.flip = bool(tgt_config.data.get("test_flip", True) if flip is None else flip)
+        self.window_stride = int(window_stride or max(self.num_frames // 2, 1))
+        window_starts(self.num_frames, self.num_frames, self.window_stride)  # validates it
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+        self._tgt_model = tgt.TemporalGraphLimbTransformer.from_config(tgt_config.model)
+        x, scores = jnp.zeros((1, self.num_frames, _J, 2)), jnp.ones((1, self.num_frames, _J))
+        _check_params("TGT", self._tgt_model, tgt_params, x, scores)
+        params, self._refiner = {"tgt": tgt_params}, None
+        if gpc_config is not None:
+            model = gpc.PoseDenoiser.from_config(gpc_config.model)
+            pose = jnp.zeros(x.shape[:-1] + (3,))
+            _check_params("GPC", model, gpc_params, pose, 0, x, pose, scores)
+            schedule = diffusion.make_schedule(gpc_config.diffusion)
+            self._refiner = _Refiner(model, schedule, refine_config or gpc_config.refine)
+            params["gpc"] = gpc_params
+        self.params = jax.device_put(params)
+        self.trace_count = 0
+        self._functions: dict[bool, Any] = {}
+
+    @property
+    def has_refiner(self) -> bool:
+        return self._refiner is not None
+
+    def _refine(self, refine: bool | None) -> bool:
+        if refine is None:
+            return self.has_refiner
+        if refine and not self.has_refiner:
+            raise ValueError(
+                "refine=True needs a GPC corrector, but this checkpoint is TGT-only "
+                f"(task {self.config.get('task', 'tgt')!r}); load a GPC or e2e workdir, or "
+                "pass refine=None/False for coarse poses"
+            )
+        return bool(refine)
+
+    def _function(self, refine: bool):
+        if refine not in self._functions:
+            fn = functools.partial(
+                window_outputs,
+                tgt_model=self._tgt_model,
+                flip=self.flip,
+                refiner=self._refiner if refine else None,
+            )
+
+            def traced(*args):
+                self.trace_count += 1  # runs only while tracing
+                return fn(*args)
+
+            self._functions[refine] = jax.jit(traced)
+        return self._functions[refine]
+
+    def predict_windows(
+        self,
+        keypoints_2d: np.ndarray,
+        scores: np.ndarray,
+        intrinsics: np.ndarray | None = None,
+        *,
+        refine: bool = False,
+        seed: int = 0,
+        window_ids: np.ndarray | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Outputs for windows that are already normalised (what evaluation batches hold).
+
+        Args:
+          keypoints_2d: (N, T, 17, 2) normalised screen coordinates; scores (N, T, 17).
+          intrinsics: (N, 9) normalised (refinement only); default a generic square-image camera.
+          refine: run the corrector; seed / window_ids: window n's noise comes from
+            fold_in(PRNGKey(seed), window_ids[n]) (default ids 0..N-1).
+
+        Returns:
+          numpy 'coarse_3d' (N, T, 17, 3), 'uncertainty' (N, T, 17), 'refined_3d' if refining.
+        """
+        refine = self._refine(refine)
+        n, shape = len(keypoints_2d), (self.num_frames, _J)
+        if not n or np.shape(keypoints_2d)[1:] != shape + (2,) or np.shape(scores) != (n,) + shape:
+            raise ValueError(
+                f"windows must be keypoints (N, {self.num_frames}, 17, 2) and scores (N, "
+                f"{self.num_frames}, 17); got {np.shape(keypoints_2d)} and {np.shape(scores)}"
+            )
+        if not 0 <= int(seed) < 2**32:
+            raise ValueError(f"seed must be in [0, 2**32), got {seed}")
+        if intrinsics is None:
+            intrinsics = np.broadcast_to(generic_intrinsics((1.0, 1.0)), (n, 9))
+        ids = np.arange(n) if window_ids is None else window_ids
+        inputs = [np.asarray(keypoints_2d, np.float32), np.asarray(scores, np.float32)]
+        inputs += [np.asarray(intrinsics, np.float32), np.asarray(ids, np.int32)]
+        chunks = []
+        for first in range(0, n, self.batch_size):
+            rows = np.arange(first, min(first + self.batch_size, n))
+            size = min(self.batch_size, 1 << (len(rows) - 1).bit_length())
+            padded = np.pad(rows, (0, size - len(rows)), mode="edge")  # few distinct shapes
+            out = self._function(refine)(self.params, *(a[padded] for a in inputs), np.uint32(seed))
+            chunks.append({k: v[: len(rows)] for k, v in jax.device_get(out).items()})
+        return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
+    def predict(
+        self,
+        keypoints_2d: Any,
+        scores: Any = None,
+        image_size: Any = None,
+        layout: str = "h36m",
+        refine: bool | None = None,
+        seed: int = 0,
+        camera: Any = None,
+        stride: int | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Lifts pixel 2D keypoints to root-relative camera-frame 3D poses in metres.
+
+        Args:
+          keypoints_2d: (T, 17, 2) or (B, T, 17, 2) pixels, any T >= 1; NaN joints are missing
+            (needs `scores`). Coordinates outside the image are fine.
+          scores: optional (T, 17) / (B, T, 17) confidences; None means ones.
+          image_size: (w, h) pixels, or (B, 2). Required.
+          layout: "h36m" or "coco" (COCO-17 order, converted to H36M).
+          refine: None refines when a corrector is loaded; True without one is an error.
+          seed: noise seed of the refinement (deterministic per seed).
+          camera: normalised intrinsics (9,) or (B, 9) for the reprojection-based aggregation;
+            default `generic_intrinsics(image_size)`.
+          stride: frames between window starts (default `window_stride`).
+
+        Returns:
+          numpy 'coarse_3d' (..., T, 17, 3), 'uncertainty' (..., T, 17) sigma in metres and,
+          when refining, 'refined_3d' (..., T, 17, 3); batched like the input.
+        """
+        refine = self._refine(refine)
+        keypoints, scores, size = prepare_keypoints(keypoints_2d, scores, image_size, layout)
+        batch, length = keypoints.shape[:2]
+        size_b = size[:, None, None]
+        normalised = camera_lib.normalize_screen_coordinates(
+            keypoints, size_b[..., 0], size_b[..., 1]
+        )
+        intrinsics = _camera(camera, size)
+        starts = window_starts(length, self.num_frames, int(stride or self.window_stride))
+        frames = np.minimum(starts[:, None] + np.arange(self.num_frames), length - 1)
+        n = batch * len(starts)
+        outputs = self.predict_windows(
+            normalised[:, frames].reshape(n, self.num_frames, _J, 2),
+            scores[:, frames].reshape(n, self.num_frames, _J),
+            np.repeat(intrinsics, len(starts), axis=0),
+            refine=refine,
+            seed=seed,
+            window_ids=np.tile(starts, batch),
+        )
+        weights = blend_weights(self.num_frames)
+        result = {
+            k: _blend(v.reshape((batch, len(starts)) + v.shape[1:]), starts, length, weights)
+            for k, v in outputs.items()
+        }
+        return {k: v[0] for k, v in result.items()} if np.ndim(keypoints_2d) == 3 else result
+
+
+def _camera(value: Any, size: np.ndarray) -> np.ndarray:
+    if value is None:
+        return generic_intrinsics(size)
+    intrinsics = _float_array(value, "camera")
+    if intrinsics.shape not in ((9,), (len(size), 9)) or not np.all(np.isfinite(intrinsics)):
+        raise ValueError(f"camera must be normalised intrinsics (9,) or (B, 9), got {intrinsics}")
+    return np.broadcast_to(intrinsics, (len(size), 9))
+
+
+def _workdir_of(path: pathlib.Path) -> pathlib.Path:
+    for directory in (path, *path.parents[:2]):
+        if (directory / checkpoint.CHECKPOINTS).is_dir():
+            return directory
+    return path
+
+
+def _find_tgt(tgt_workdir: str, gpc_path: pathlib.Path) -> pathlib.Path:
+    """The GPC's TGT workdir: as saved (absolute or relative to the current directory), or a
+    directory of that name beside the GPC workdir (both copied elsewhere, e.g. to Colab)."""
+    if not tgt_workdir:
+        raise ValueError(
+            f"the GPC config at {gpc_path} has no tgt_workdir (trained on simulated coarse "
+            "poses); pass tgt_path= to name the TGT workdir to pair it with"
+        )
+    saved = pathlib.Path(tgt_workdir).expanduser()
+    candidates = [saved, _workdir_of(gpc_path.absolute()).parent / saved.name]
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError(
+        f"the GPC's TGT workdir (config.tgt_workdir={tgt_workdir!r}) is not at "
+        f"{[str(c) for c in candidates]}; pass tgt_path= to load_predictor"
+    )
+
+
+def load_predictor(
+    path: str | pathlib.Path,
+    step: int | str | None = None,
+    *,
+    tgt_path: str | pathlib.Path | None = None,
+    ema: bool = True,
+    flip: bool | None = None,
+    window_stride: int | None = None,
+    batch_size: int = 32,
+) -> Predictor:
+    """Restores a TGT, GPC or e2e checkpoint onto this process's default device.
+
+    Args:
+      path: a workdir, its checkpoints/ directory or one step directory.
+      step: None/'latest', 'best' (lowest eval P1) or an int.
+      tgt_path: a GPC workdir's TGT, overriding the saved config.tgt_workdir.
+      ema: the EMA parameters (what evaluation reports) instead of the raw ones.
+      flip, window_stride, batch_size: see `Predictor`.
+
+    Raises:
+      FileNotFoundError: no checkpoint at `path` (or at the GPC's TGT workdir).
+      checkpoint.CheckpointError: a partial or corrupt checkpoint (a ValueError).
+      ValueError: a config this module cannot serve.
+    """
+    path = pathlib.Path(path)
+    config, params = checkpoint.restore_params(path, step, ema)
+    task = config.get("task", "tgt")
+    options = {"flip": flip, "window_stride": window_stride, "batch_size": batch_size}
+    if task == "tgt":
+        return Predictor(config, params, **options)
+    if task == "gpc":
+        location = tgt_path or _find_tgt(config.get("tgt_workdir", ""), path)
+        tgt_config, tgt_params = checkpoint.restore_params(location, None, ema)
+        return Predictor(tgt_config, tgt_params, config, params, **options)
+    if task == "e2e":
+        missing = [k for k in ("tgt", "gpc") if k not in params or k not in config]
+        if missing:
+            raise checkpoint.CheckpointError(
+                f"e2e checkpoint {path} lacks {missing}: expected params {{'tgt', 'gpc'}} and "
+                "the saved TGT and GPC configs as config.tgt and config.gpc"
+            )
+        refine_config = config.get("refine") or config.gpc.refine
+        return Predictor(
+            config.tgt, params["tgt"], config.gpc, params["gpc"],
+            refine_config=refine_config, **options,
+        )  # fmt: skip
+    raise ValueError(f"{path}: config.task={task!r}; inference serves 'tgt', 'gpc' and 'e2e'")

@@ -1,0 +1,325 @@
+"""Reusable Flax linen layers: attention with additive bias, MLP, pre-norm transformer blocks, a
+spatio-temporal layer over (frames, tokens), scan-over-layers and embeddings.
+
+Conventions: every module takes a compute `dtype` (params stay float32) and a static
+`deterministic` field rather than a call argument, so that blocks can be scanned and rematerialised
+without static-argument plumbing. Randomness (dropout, stochastic depth) uses the 'dropout' stream.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Dtype = Any
+ATTENTION_IMPLEMENTATIONS = ("xla", "einsum")
+_EMBED_INIT = nn.initializers.normal(stddev=0.02)
+
+
+def _attend_einsum(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array | None) -> jax.Array:
+    """softmax(q k^T / sqrt(d) + bias) v for (B, L, H, Dh) inputs; logits and softmax in float32.
+
+    Works heads-major, (B, H, L, Dh), so that both contractions are batched matmuls with leading
+    batch dims, which XLA:CPU runs markedly faster than the (B, L, H, Dh) layout.
+    """
+    q, k, v = (jnp.swapaxes(t, 1, 2) for t in (q, k, v))
+    q = q * jnp.asarray(1.0 / math.sqrt(q.shape[-1]), q.dtype)
+    logits = jnp.einsum("bhqd,bhkd->bhqk", q, k, preferred_element_type=jnp.float32)
+    if bias is not None:
+        logits = logits + bias
+    probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+    return jnp.swapaxes(jnp.einsum("bhqk,bhkd->bhqd", probs, v), 1, 2)
+
+
+def _attend(
+    q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array | None, implementation: str
+) -> jax.Array:
+    if implementation == "xla":
+        return jax.nn.dot_product_attention(q, k, v, bias=bias, implementation="xla")
+    if implementation == "einsum":
+        return _attend_einsum(q, k, v, bias)
+    raise ValueError(
+        f"attention implementation {implementation!r}; choose one of {ATTENTION_IMPLEMENTATIONS}"
+    )
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over axis -2 of (..., L, D) with an optional additive bias.
+
+    Attributes:
+      num_heads: heads; D must be divisible by it.
+      dropout: dropout rate on the output projection.
+      deterministic: disables dropout.
+      implementation: "xla" (jax.nn.dot_product_attention) or "einsum"; same numbers, both keep
+        only the (batch, heads, L, L) logits as the large intermediate.
+      dtype: compute dtype (logits and softmax are float32 either way).
+    """
+
+    num_heads: int
+    dropout: float = 0.0
+    deterministic: bool = True
+    implementation: str = "xla"
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, bias: jax.Array | None = None) -> jax.Array:
+        """x: (..., L, D); bias: broadcastable to (..., H, L, L), e.g. (H, L, L). -> (..., L, D)."""
+        *lead, length, dim = x.shape
+        if dim % self.num_heads:
+            raise ValueError(f"feature dim {dim} is not divisible by num_heads={self.num_heads}")
+        head_dim = dim // self.num_heads
+        qkv = nn.DenseGeneral((3, self.num_heads, head_dim), dtype=self.dtype, name="qkv")(x)
+        qkv = qkv.reshape(-1, length, 3, self.num_heads, head_dim)
+        if bias is not None:
+            bias = jnp.asarray(bias, jnp.float32)
+            if bias.ndim > 3:  # per-example bias: flatten the leading dims like the tokens
+                bias = jnp.broadcast_to(bias, (*lead, self.num_heads, length, length))
+                bias = bias.reshape(-1, self.num_heads, length, length)
+            else:
+                bias = bias.reshape((1,) * (4 - bias.ndim) + bias.shape)
+        out = _attend(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], bias, self.implementation)
+        out = out.reshape(*lead, length, self.num_heads, head_dim)
+        out = nn.DenseGeneral(dim, axis=(-2, -1), dtype=self.dtype, name="out")(out)
+        return nn.Dropout(self.dropout)(out, deterministic=self.deterministic)
+
+
+class Mlp(nn.Module):
+    """Dense -> GELU -> dropout -> Dense -> dropout; out_dim defaults to the input's."""
+
+    hidden_dim: int
+    out_dim: int | None = None
+    dropout: float = 0.0
+    deterministic: bool = True
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        out_dim = self.out_dim or x.shape[-1]
+        x = nn.gelu(nn.Dense(self.hidden_dim, dtype=self.dtype, name="fc1")(x))
+        x = nn.Dropout(self.dropout)(x, deterministic=self.deterministic)
+        x = nn.Dense(out_dim, dtype=self.dtype, name="fc2")(x)
+        return nn.Dropout(self.dropout)(x, deterministic=self.deterministic)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drops the whole residual branch per sample (axis 0) with prob `rate`."""
+
+    deterministic: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array, rate: float | jax.Array) -> jax.Array:
+        if self.deterministic:
+            return x
+        keep = 1.0 - rate
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        mask = jax.random.bernoulli(self.make_rng("dropout"), keep, shape)
+        return jnp.where(mask, x / jnp.maximum(keep, 1e-6).astype(x.dtype), 0).astype(x.dtype)
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: x + DropPath(Attn(LN(x), bias)); x + DropPath(MLP(LN(x))).
+
+    With `cond` (e.g. a timestep embedding broadcastable to x's leading dims, (..., C)), the norms
+    are modulated adaLN-Zero style: shift/scale/gate come from a zero-initialised Dense, so a fresh
+    conditioned block is the identity map.
+
+    Attributes:
+      drop_path: stochastic-depth rate, multiplied by the call's `drop_scale` (per-layer schedule).
+    """
+
+    num_heads: int
+    mlp_ratio: float = 2.0
+    dropout: float = 0.0
+    drop_path: float = 0.0
+    deterministic: bool = True
+    attention_impl: str = "xla"
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(
+        self,
+        x: jax.Array,
+        bias: jax.Array | None = None,
+        drop_scale: float | jax.Array = 1.0,
+        cond: jax.Array | None = None,
+    ) -> jax.Array:
+        dim = x.shape[-1]
+        if cond is None:
+            shift1 = scale1 = shift2 = scale2 = 0.0
+            gate1 = gate2 = 1.0
+        else:
+            modulation = nn.Dense(
+                6 * dim, dtype=self.dtype, kernel_init=nn.initializers.zeros, name="modulation"
+            )(nn.silu(cond))
+            shift1, scale1, gate1, shift2, scale2, gate2 = jnp.split(modulation, 6, axis=-1)
+        drop = DropPath(self.deterministic or self.drop_path == 0.0, name="drop_path")
+        rate = self.drop_path * drop_scale
+        h = nn.LayerNorm(dtype=self.dtype, name="norm1")(x) * (1 + scale1) + shift1
+        h = Attention(
+            self.num_heads,
+            dropout=self.dropout,
+            deterministic=self.deterministic,
+            implementation=self.attention_impl,
+            dtype=self.dtype,
+            name="attn",
+        )(h, bias)
+        x = x + drop(h * gate1, rate)
+        h = nn.LayerNorm(dtype=self.dtype, name="norm2")(x) * (1 + scale2) + shift2
+        h = Mlp(
+            int(dim * self.mlp_ratio),
+            dropout=self.dropout,
+            deterministic=self.deterministic,
+            dtype=self.dtype,
+            name="mlp",
+        )(h)
+        return x + drop(h * gate2, rate)
+
+
+class HopBias(nn.Module):
+    """Learned per-head attention bias indexed by graph hop distance: (N, N) ints -> (H, N, N)."""
+
+    hop_distances: tuple[tuple[int, ...], ...]
+    num_heads: int
+
+    @nn.compact
+    def __call__(self) -> jax.Array:
+        hops = np.asarray(self.hop_distances, dtype=np.int32)
+        if hops.ndim != 2 or hops.shape[0] != hops.shape[1] or hops.min() < 0:
+            raise ValueError(f"hop_distances must be a square non-negative matrix, got {hops}")
+        table = self.param("table", _EMBED_INIT, (int(hops.max()) + 1, self.num_heads))
+        return jnp.transpose(table[hops], (2, 0, 1))
+
+
+class SpatioTemporalLayer(nn.Module):
+    """A spatial block (attention over the N tokens of a frame) and a temporal block (attention
+    over the T frames of each token) on (B, T, N, D) tokens; a scan-friendly layer.
+
+    Attributes:
+      hop_distances: (N, N) graph hop distances as nested tuples; when given, the spatial block gets
+        a learned per-head bias indexed by them (HopBias).
+      spatial_first: order of the two blocks.
+    """
+
+    num_heads: int
+    mlp_ratio: float = 2.0
+    dropout: float = 0.0
+    drop_path: float = 0.0
+    deterministic: bool = True
+    spatial_first: bool = True
+    hop_distances: tuple[tuple[int, ...], ...] | None = None
+    attention_impl: str = "xla"
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(
+        self, x: jax.Array, drop_scale: float | jax.Array = 1.0, cond: jax.Array | None = None
+    ) -> tuple[jax.Array, None]:
+        """x: (B, T, N, D); drop_scale: this layer's stochastic-depth factor in [0, 1]; cond:
+        broadcastable to (B, 1, 1, C). Returns (x, None), the carry/output pair nn.scan expects."""
+        block = lambda name: TransformerBlock(
+            self.num_heads,
+            mlp_ratio=self.mlp_ratio,
+            dropout=self.dropout,
+            drop_path=self.drop_path,
+            deterministic=self.deterministic,
+            attention_impl=self.attention_impl,
+            dtype=self.dtype,
+            name=name,
+        )
+        bias = None
+        if self.hop_distances is not None:
+            bias = HopBias(self.hop_distances, self.num_heads, name="graph_bias")()
+
+        def spatial(x):
+            return block("spatial")(x, bias, drop_scale, cond)
+
+        def temporal(x):
+            x = jnp.swapaxes(x, 1, 2)
+            return jnp.swapaxes(block("temporal")(x, None, drop_scale, cond), 1, 2)
+
+        for fn in (spatial, temporal) if self.spatial_first else (temporal, spatial):
+            x = fn(x)
+        return x, None
+
+
+def scan_layers(
+    layer_cls: type[nn.Module],
+    depth: int,
+    remat: bool = True,
+    num_broadcast: int = 0,
+    remat_policy: Any = None,
+    unroll: int = 1,
+) -> type[nn.Module]:
+    """Stacks `depth` copies of a layer with nn.scan (params gain a leading `depth` axis).
+
+    The layer's call must be `(carry, scanned, *broadcast) -> (carry, None)`: `scanned` has a
+    leading axis of length `depth` (e.g. per-layer drop-path scales), the `num_broadcast` trailing
+    arguments are shared by all layers (e.g. a timestep embedding). With `remat`, each layer is
+    rematerialised in the backward pass: with scan, XLA then keeps only the per-layer carries, which
+    is what actually cuts training memory (STYLE item 16). `unroll` = depth unrolls the loop
+    fully; XLA's cost analysis counts a loop body once, so FLOP counts need the unrolled form.
+    """
+    if remat:
+        layer_cls = nn.remat(layer_cls, prevent_cse=False, policy=remat_policy)
+    return nn.scan(
+        layer_cls,
+        variable_axes={"params": 0},
+        split_rngs={"params": True, "dropout": True},
+        in_axes=(0,) + (nn.broadcast,) * num_broadcast,
+        length=depth,
+        unroll=unroll,
+    )
+
+
+class LearnedEmbedding(nn.Module):
+    """A learned (num_embeddings, features) table; call(n) returns its first n rows."""
+
+    num_embeddings: int
+    features: int
+
+    @nn.compact
+    def __call__(self, length: int | None = None) -> jax.Array:
+        table = self.param("embedding", _EMBED_INIT, (self.num_embeddings, self.features))
+        if length is None:
+            return table
+        if length > self.num_embeddings:
+            raise ValueError(f"length {length} exceeds the table size {self.num_embeddings}")
+        return table[:length]
+
+
+def sinusoidal_embedding(positions: jax.Array, dim: int, max_period: float = 10_000.0) -> jax.Array:
+    """Transformer sinusoidal features of (...,) positions (ints or floats) -> (..., dim) float32.
+
+    Half the channels are cosines, half sines, at geometric frequencies 1 .. 1/max_period.
+    """
+    if dim % 2:
+        raise ValueError(f"sinusoidal embedding dim must be even, got {dim}")
+    half = dim // 2
+    freqs = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / half)
+    angles = jnp.asarray(positions, jnp.float32)[..., None] * freqs
+    return jnp.concatenate([jnp.cos(angles), jnp.sin(angles)], axis=-1)
+
+
+class TimestepEmbedding(nn.Module):
+    """Diffusion timestep embedding: sinusoidal features -> Dense -> SiLU -> Dense."""
+
+    features: int
+    frequency_dim: int = 256
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, timesteps: jax.Array) -> jax.Array:
+        x = sinusoidal_embedding(timesteps, self.frequency_dim)
+        x = nn.silu(nn.Dense(self.features, dtype=self.dtype, name="fc1")(x))
+        return nn.Dense(self.features, dtype=self.dtype, name="fc2")(x)
+
+
+def as_nested_tuple(matrix: np.ndarray | Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]:
+    """A hashable copy of an int matrix, for module attributes such as hop_distances."""
+    return tuple(tuple(int(v) for v in row) for row in np.asarray(matrix))

@@ -1,0 +1,174 @@
+"""TemporalGraphLimbTransformer (TGT): 2D keypoint sequences -> root-relative 3D poses.
+
+Each frame becomes 17 joint tokens (x, y, score) and 16 limb tokens (the bone's 2D vector, length,
+direction and the lower score of its two joints). `depth` spatio-temporal layers follow: attention
+over the 33 tokens of a frame, biased per head by hop distance in the joint+limb graph, then
+attention over the frames of each token. Heads read 3D joints and per-joint uncertainty from the
+joint tokens and 3D bones from the limb tokens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from gentg_jax import skeleton
+from gentg_jax.models import layers
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+_EPS = 1e-6
+
+
+def limb_features(keypoints_2d: jax.Array, scores: jax.Array) -> jax.Array:
+    """Per-limb 2D features (..., 16, 6): vector (2), length (1), direction (2), min score (1)."""
+    vectors = skeleton.limb_vectors(keypoints_2d)
+    length = jnp.sqrt(jnp.sum(vectors**2, axis=-1, keepdims=True) + _EPS**2)
+    score = jnp.minimum(scores[..., skeleton.LIMB_PARENTS], scores[..., skeleton.LIMB_CHILDREN])[
+        ..., None
+    ]
+    return jnp.concatenate([vectors, length, vectors / length, score], axis=-1)
+
+
+def _graph_hops(use_limb_tokens: bool) -> tuple[tuple[int, ...], ...]:
+    hops = skeleton.graph_hop_distances()
+    if not use_limb_tokens:
+        hops = hops[: skeleton.NUM_JOINTS, : skeleton.NUM_JOINTS]
+    return layers.as_nested_tuple(hops)
+
+
+class TemporalGraphLimbTransformer(nn.Module):
+    """The TGT lifter; see the module docstring. Fields mirror config.model (from_config).
+
+    Attributes:
+      dim, depth, num_heads, mlp_ratio: transformer size.
+      dropout: dropout on embeddings, attention output and MLPs.
+      drop_path: stochastic-depth rate of the last layer (linear from 0 at the first).
+      max_frames: the longest clip; any T <= max_frames is accepted.
+      use_limb_tokens / use_graph_bias / spatial_first: ablation switches.
+      remat: rematerialise each scanned layer in the backward pass.
+      scan_unroll: layers per loop iteration of the layer scan; `depth` unrolls fully (same
+        params), which XLA's cost analysis needs to count every layer's FLOPs.
+      dtype: compute dtype name, "float32" or "bfloat16" (params and outputs stay float32).
+      attention_impl: "einsum" (heads-major, faster on XLA:CPU) or "xla"
+        (jax.nn.dot_product_attention).
+      log_sigma_range: (min, max) clip of the predicted log sigma (metres), for stability.
+    """
+
+    dim: int = 256
+    depth: int = 8
+    num_heads: int = 8
+    mlp_ratio: float = 1.5
+    dropout: float = 0.0
+    drop_path: float = 0.1
+    max_frames: int = 243
+    use_limb_tokens: bool = True
+    use_graph_bias: bool = True
+    spatial_first: bool = True
+    remat: bool = True
+    scan_unroll: int = 1
+    dtype: str = "float32"
+    attention_impl: str = "einsum"
+    log_sigma_range: tuple[float, float] = (-7.0, 1.0)
+
+    @classmethod
+    def from_config(cls, config: ml_collections.ConfigDict) -> TemporalGraphLimbTransformer:
+        """Builds the model from config.model; unknown fields are an error."""
+        names = {f.name for f in dataclasses.fields(cls) if f.name not in ("parent", "name")}
+        given = dict(config.items()) if hasattr(config, "items") else dict(config)
+        unknown = sorted(set(given) - names)
+        if unknown:
+            raise ValueError(f"config.model has fields the TGT does not know: {unknown}")
+        if "log_sigma_range" in given:
+            given["log_sigma_range"] = tuple(float(v) for v in given["log_sigma_range"])
+        return cls(**given)
+
+    @property
+    def num_tokens(self) -> int:
+        return skeleton.NUM_GRAPH_NODES if self.use_limb_tokens else skeleton.NUM_JOINTS
+
+    def _check_inputs(self, keypoints_2d: jax.Array, scores: jax.Array | None) -> jax.Array:
+        if keypoints_2d.ndim != 4 or keypoints_2d.shape[2:] != (skeleton.NUM_JOINTS, 2):
+            raise ValueError(f"keypoints_2d must be (B, T, 17, 2), got {keypoints_2d.shape}")
+        if keypoints_2d.shape[1] > self.max_frames:
+            raise ValueError(
+                f"keypoints_2d has T={keypoints_2d.shape[1]} frames > max_frames={self.max_frames}"
+            )
+        if self.dtype not in DTYPES:
+            raise ValueError(f"model dtype {self.dtype!r}; choose one of {sorted(DTYPES)}")
+        if scores is None:
+            return jnp.ones(keypoints_2d.shape[:-1], jnp.float32)
+        if scores.shape != keypoints_2d.shape[:-1]:
+            raise ValueError(
+                f"scores shape {scores.shape} does not match keypoints {keypoints_2d.shape[:-1]}"
+            )
+        return scores.astype(jnp.float32)
+
+    def _embed(self, keypoints_2d: jax.Array, scores: jax.Array) -> jax.Array:
+        """(B, T, 17, 2), (B, T, 17) -> tokens (B, T, N, dim) float32."""
+        joint_in = jnp.concatenate([keypoints_2d, scores[..., None]], axis=-1)
+        tokens = nn.Dense(self.dim, name="joint_embed")(joint_in)
+        if self.use_limb_tokens:
+            limb_in = limb_features(keypoints_2d, scores)
+            limbs = nn.Dense(self.dim, name="limb_embed")(limb_in)
+            tokens = jnp.concatenate([tokens, limbs], axis=2)
+        tokens = tokens + layers.LearnedEmbedding(self.num_tokens, self.dim, name="token_embed")()
+        time = layers.LearnedEmbedding(self.max_frames, self.dim, name="time_embed")
+        return tokens + time(keypoints_2d.shape[1])[:, None, :]
+
+    def _heads(self, tokens: jax.Array) -> dict[str, jax.Array]:
+        """Final tokens (B, T, N, dim) float32 -> the outputs dict."""
+        joints = tokens[:, :, : skeleton.NUM_JOINTS]
+        joints_3d = nn.Dense(3, name="joint_head")(joints)
+        joints_3d = joints_3d - joints_3d[:, :, skeleton.ROOT : skeleton.ROOT + 1]
+        if self.use_limb_tokens:
+            bones_3d = nn.Dense(3, name="bone_head")(tokens[:, :, skeleton.NUM_JOINTS :])
+        else:
+            bones_3d = skeleton.limb_vectors(joints_3d)
+        # Bias init log(5 cm): a typical per-joint error, so the NLL starts near its optimum.
+        sigma_head = nn.Dense(1, bias_init=nn.initializers.constant(np.log(0.05)), name="sigma")
+        log_sigma = jnp.clip(sigma_head(joints)[..., 0], *self.log_sigma_range)
+        return {"joints_3d": joints_3d, "bones_3d": bones_3d, "log_sigma": log_sigma}
+
+    @nn.compact
+    def __call__(
+        self, keypoints_2d: jax.Array, scores: jax.Array | None = None, train: bool = False
+    ) -> tuple[dict[str, jax.Array], dict[str, Any]]:
+        """Lifts normalised 2D keypoints to root-relative 3D.
+
+        Args:
+          keypoints_2d: (B, T, 17, 2) normalised screen coordinates, T <= max_frames.
+          scores: (B, T, 17) confidences, or None for ones.
+          train: enables dropout and stochastic depth (rng stream 'dropout').
+
+        Returns:
+          outputs: 'joints_3d' (B, T, 17, 3) metres with joint 0 at 0, 'bones_3d' (B, T, 16, 3),
+            'log_sigma' (B, T, 17) log of the predicted per-joint error scale in metres; float32.
+          aux: 'tokens', the final (B, T, N, dim) tokens in the compute dtype.
+        """
+        scores = self._check_inputs(keypoints_2d, scores)
+        dtype = DTYPES[self.dtype]
+        tokens = self._embed(keypoints_2d.astype(jnp.float32), scores)
+        tokens = nn.Dropout(self.dropout)(tokens, deterministic=not train).astype(dtype)
+        stack = layers.scan_layers(
+            layers.SpatioTemporalLayer, self.depth, remat=self.remat, unroll=self.scan_unroll
+        )
+        tokens, _ = stack(
+            num_heads=self.num_heads,
+            mlp_ratio=self.mlp_ratio,
+            dropout=self.dropout,
+            drop_path=self.drop_path,
+            deterministic=not train,
+            spatial_first=self.spatial_first,
+            hop_distances=_graph_hops(self.use_limb_tokens) if self.use_graph_bias else None,
+            attention_impl=self.attention_impl,
+            dtype=dtype,
+            name="layers",
+        )(tokens, jnp.linspace(0.0, 1.0, self.depth))
+        final = nn.LayerNorm(name="final_norm")(tokens.astype(jnp.float32))
+        return self._heads(final), {"tokens": tokens}

@@ -1,0 +1,1 @@
+"""Training: TrainState, pure steps, device layouts, tasks and the train_and_evaluate loop."""

@@ -1,0 +1,272 @@
+"""train_and_evaluate(config, workdir): the one training loop every entrypoint uses.
+
+  init     task, data iterator, TrainState (or the latest checkpoint in the workdir)
+  step     the jitted/pmapped train_step on the configured device layout
+  log      metrics fetched from device at log cadence, NaN/inf check, stdout/JSONL/TensorBoard
+  evaluate Human3.6M protocol on the test windows with the EMA parameters (flip TTA by default)
+  save     orbax checkpoints every N steps, at every evaluation (best by P1) and at the end
+
+A run stopped after a checkpoint and started again on the same workdir continues with the same
+parameters, optimiser and EMA state, rng and data-iterator position, so it ends with exactly the
+parameters of an uninterrupted run.
+"""
+
+import dataclasses
+import functools
+import os
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from gentg_jax import checkpoint, evaluation
+from gentg_jax.data import pipeline
+from gentg_jax.train import logging as train_logging
+from gentg_jax.train import parallel as parallel_lib
+from gentg_jax.train import state as state_lib
+from gentg_jax.train import steps, tasks
+
+EVAL_DIR = "eval"
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a finished run returns.
+
+    Attributes:
+      state: the final TrainState as host numpy arrays.
+      train_metrics: the last logged training scalars.
+      eval_metrics: the last evaluation summary (P1/P2 ... in mm), empty when none ran.
+    """
+
+    state: state_lib.TrainState
+    train_metrics: dict[str, float]
+    eval_metrics: dict[str, float]
+
+
+class _MetricBuffer:
+    """Per-step metrics kept on device until log/eval/save time, then checked and averaged."""
+
+    def __init__(self):
+        self._pending: list[tuple[int, Any]] = []
+
+    def add(self, step: int, metrics: Any) -> None:
+        self._pending.append((step, metrics))
+
+    def flush(self, parallel: parallel_lib.DataParallel) -> dict[str, float]:
+        """Fetches pending metrics, raises NonFiniteError at the first bad step, returns means."""
+        if not self._pending:
+            return {}
+        fetched = parallel.unreplicate([m for _, m in self._pending])
+        rows = [train_logging.to_scalars(m) for m in fetched]
+        for (step, _), scalars in zip(self._pending, rows, strict=True):
+            train_logging.check_finite(scalars, step)
+        self._pending = []
+        return {name: float(np.mean([row[name] for row in rows])) for name in rows[0]}
+
+
+def _train_data(config: ml_collections.ConfigDict, global_batch_size: int):
+    sequences = pipeline.load_sequences(config.data.name, config.data.data_dir, "train")
+    dataset = pipeline.train_dataset(
+        sequences,
+        num_frames=config.data.num_frames,
+        batch_size=global_batch_size,
+        seed=config.seed,
+        flip_augment=config.data.flip_augment,
+    )
+    return dataset, pipeline.train_iterator(dataset)
+
+
+def device_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The entries of a pipeline batch that go to devices (no host-side metadata)."""
+    return {k: batch[k] for k in evaluation.DEVICE_KEYS}
+
+
+def init_state(
+    config: ml_collections.ConfigDict, task: tasks.Task, sample_batch: dict[str, np.ndarray]
+) -> state_lib.TrainState:
+    """A fresh host-side TrainState (identical on every process: it depends on config.seed)."""
+    tx = task.optimizer()
+
+    @jax.jit
+    def create(rng, batch):
+        init_rng, train_rng = jax.random.split(rng)
+        return state_lib.create_train_state(task.init_params(init_rng, batch), tx, train_rng)
+
+    state = create(jax.random.PRNGKey(config.seed), device_batch(sample_batch))
+    return jax.tree.map(np.asarray, state)
+
+
+def _restore(
+    manager: checkpoint.CheckpointManager, state: state_lib.TrainState, iterator: Any
+) -> state_lib.TrainState:
+    step = manager.latest_step()
+    if step is None:
+        return state
+    logging.info("resuming from %s/%d", manager.directory, step)
+    restored, data_state = manager.restore(step, state.to_checkpoint())
+    if data_state:
+        iterator.set_state(data_state)
+    return state.from_checkpoint(restored)
+
+
+def _is_due(step: int, every: int, last: int) -> bool:
+    """Every `every` steps and at the last step; never when `every` is 0."""
+    return every > 0 and (step % every == 0 or step == last)
+
+
+def _evaluate_and_save(
+    run: "_Run", host_state: state_lib.TrainState, evaluate_now: bool
+) -> dict[str, float]:
+    """Evaluates the EMA parameters if due, then saves a checkpoint (scored by P1 if evaluated).
+
+    Returns:
+      The evaluation summary, or {} when no evaluation ran.
+    """
+    step = int(host_state.step)
+    summary = {}
+    if evaluate_now:
+        result = evaluation.evaluate_config(run.config, run.task.predict, host_state.ema_params)
+        summary = result.summary
+        if jax.process_index() == 0:
+            written = evaluation.write_tables(
+                result,
+                os.path.join(run.workdir, EVAL_DIR),
+                name=f"step_{step:08d}",
+                info={"step": step},
+            )
+            run.writer.write_text(step, "eval/tables", written["markdown"])
+        run.writer.write(step, summary, prefix="eval/")
+    run.manager.save(
+        step,
+        host_state.to_checkpoint(),
+        config=run.config,
+        data_state=run.iterator.get_state(),
+        metrics={checkpoint.BEST_METRIC: summary["p1"]} if summary else None,
+    )
+    return summary
+
+
+@dataclasses.dataclass
+class _Run:
+    """The pieces of one training run that the loop helpers share."""
+
+    config: ml_collections.ConfigDict
+    workdir: str
+    task: tasks.Task
+    parallel: parallel_lib.DataParallel
+    iterator: Any
+    manager: checkpoint.CheckpointManager
+    writer: train_logging.MetricWriter
+
+
+def _setup(config: ml_collections.ConfigDict, workdir: str) -> tuple[_Run, state_lib.TrainState]:
+    """Builds the run and its host state: fresh, or restored from the workdir's latest step."""
+    task = tasks.get_task(config)
+    parallel = parallel_lib.DataParallel(config.train.parallel)
+    parallel.host_batch_size(config.train.batch_size)
+    dataset, iterator = _train_data(config, config.train.batch_size)
+    state = init_state(config, task, dataset[0])
+    manager = checkpoint.CheckpointManager(
+        checkpoint.checkpoint_directory(workdir), keep=config.train.keep_checkpoints
+    )
+    state = _restore(manager, state, iterator)
+    if jax.process_index() == 0:
+        checkpoint.save_config(workdir, config)
+    logging.info("parallel=%s over %d devices", parallel.mode, parallel.num_replicas)
+    writer = train_logging.MetricWriter(workdir)
+    return _Run(config, workdir, task, parallel, iterator, manager, writer), state
+
+
+def _train_steps(
+    run: _Run, state: state_lib.TrainState
+) -> tuple[state_lib.TrainState, dict[str, float], dict[str, float]]:
+    """Steps from state.step to num_steps with logging, evaluation and checkpoints."""
+    tc, parallel = run.config.train, run.parallel
+    step_fn = parallel.compile_step(
+        functools.partial(steps.train_step, task=run.task, config=run.config)
+    )
+    device_state = parallel.replicate(state)
+    buffer, train_metrics, eval_metrics = _MetricBuffer(), {}, {}
+    step = int(state.step)
+    progress = train_logging.Progress(tc.num_steps, step)
+    while step < tc.num_steps:
+        batch = parallel.shard_batch(device_batch(next(run.iterator)))
+        device_state, metrics = step_fn(device_state, batch)
+        step += 1
+        buffer.add(step, metrics)
+        if _is_due(step, tc.log_every, tc.num_steps):
+            train_metrics = {**buffer.flush(parallel), **progress.update(step)}
+            run.writer.write(step, train_metrics, prefix="train/")
+        evaluate_now = _is_due(step, tc.eval_every, tc.num_steps)
+        save_now = step == tc.num_steps or _is_due(step, tc.checkpoint_every, tc.num_steps)
+        if evaluate_now or save_now:
+            start = time.perf_counter()
+            buffer.flush(parallel)  # never evaluate or save a state past a non-finite step
+            host_state = state.from_checkpoint(parallel.unreplicate(device_state.to_checkpoint()))
+            eval_metrics = _evaluate_and_save(run, host_state, evaluate_now) or eval_metrics
+            progress.exclude(time.perf_counter() - start)
+    final = state.from_checkpoint(parallel.unreplicate(device_state.to_checkpoint()))
+    return final, train_metrics, eval_metrics
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
+    """Trains `config.task` for `config.train.num_steps` steps in `workdir` (resuming there).
+
+    Returns:
+      The final host state and the last training and evaluation metrics.
+
+    Raises:
+      NonFiniteError: a training metric became NaN or inf (the message names the step).
+    """
+    run, state = _setup(config, workdir)
+    try:
+        state, train_metrics, eval_metrics = _train_steps(run, state)
+    finally:
+        run.manager.wait()
+        run.manager.close()
+        run.writer.close()
+    return TrainResult(state=state, train_metrics=train_metrics, eval_metrics=eval_metrics)
+
+
+def evaluate_checkpoint(
+    workdir: str,
+    *,
+    step: int | str | None = "best",
+    config: ml_collections.ConfigDict | None = None,
+) -> tuple[evaluation.EvalResult, dict[str, str]]:
+    """Evaluates a saved checkpoint and writes its tables to `<workdir>/eval/`.
+
+    Args:
+      workdir: a training workdir.
+      step: an int, 'latest' or 'best' (lowest P1; the latest when none was evaluated).
+      config: overrides the config saved with the checkpoint (e.g. another split or data_dir).
+
+    Returns:
+      The result and the written paths ({"json", "csv", "md", "markdown"}; the tables are
+      written by process 0 only, other processes get {}).
+    """
+    try:
+        resolved = checkpoint.resolve_step(workdir, step)
+    except FileNotFoundError:
+        if step != "best":
+            raise
+        resolved = checkpoint.resolve_step(workdir, "latest")  # no checkpoint was evaluated
+    saved_config, params = checkpoint.restore_params(workdir, step=resolved, ema=True)
+    config = config if config is not None else saved_config
+    task = tasks.get_task(config)
+    result = evaluation.evaluate_config(config, task.predict, params)
+    written = {}
+    if jax.process_index() == 0:
+        info = {
+            "step": resolved,
+            "workdir": os.path.abspath(workdir),
+            "flip": config.data.test_flip,
+        }
+        written = evaluation.write_tables(
+            result, os.path.join(workdir, EVAL_DIR), name="eval", info=info
+        )
+    return result, written

@@ -1,0 +1,162 @@
+"""Checkpoints: config JSON, keep/best policy, exact restore, restore of an 8-device pmap run in
+a 1-device process, and clear errors for missing, partial and corrupt checkpoints."""
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import _fixtures
+import jax
+import numpy as np
+import pytest
+
+from configs import tgt_base
+from gentg_jax import checkpoint
+from gentg_jax.data import pipeline
+from gentg_jax.train import loop, tasks
+
+# An 8-device pmap training run that saves its final step and its own copy of the parameters.
+_PMAP_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import jax, numpy as np
+    import _fixtures
+    from gentg_jax.train import loop
+
+    assert jax.local_device_count() == 8
+    data_dir, workdir, out = sys.argv[1:]
+    config = _fixtures.tiny_config(data_dir, num_steps=2, parallel="pmap")
+    result = loop.train_and_evaluate(config, workdir)
+    np.savez(out, *jax.tree.leaves(result.state.ema_params))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return _fixtures.build_tiny_dataset(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module")
+def pmap_run(data_dir, tmp_path_factory):
+    """(workdir, EMA parameter leaves) of a 2-step pmap run on 8 CPU devices."""
+    cache_dir = _fixtures.enable_compilation_cache(tmp_path_factory.getbasetemp())
+    base = tmp_path_factory.mktemp("pmap_run")
+    workdir, out = base / "workdir", base / "params.npz"
+    result = subprocess.run(
+        [sys.executable, "-c", _PMAP_SCRIPT, data_dir, str(workdir), str(out)],
+        env=_fixtures.subprocess_env(cache_dir, 8),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    with np.load(out) as saved:
+        leaves = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    return workdir, leaves
+
+
+def _tree(seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    return {
+        "step": np.asarray(seed, np.int32),
+        "params": {"w": rng.normal(size=(3, 4)).astype(np.float32)},
+        "rng": np.asarray([0, seed], np.uint32),
+    }
+
+
+def test_config_json_roundtrip(tmp_path):
+    config = tgt_base.get_config("tiny")
+    path = checkpoint.save_config(tmp_path, config)
+    assert path == tmp_path / "config.json"
+    assert [p.name for p in tmp_path.iterdir()] == ["config.json"]  # no temp files left
+    loaded = checkpoint.load_config(tmp_path)
+    assert loaded.to_dict() == json.loads(json.dumps(config.to_dict()))
+    assert list(loaded.loss.joint_weights) == list(config.loss.joint_weights)
+    with pytest.raises(FileNotFoundError, match="no workdir or checkpoint"):
+        checkpoint.load_config(tmp_path / "missing")
+
+
+def test_manager_keeps_latest_and_best(tmp_path):
+    manager = checkpoint.CheckpointManager(tmp_path / "checkpoints", keep=2)
+    config = tgt_base.get_config("tiny")
+    p1 = {1: 5.0, 3: 7.0}
+    for step in range(1, 6):
+        metrics = {"p1": p1[step]} if step in p1 else None
+        assert manager.save(
+            step, _tree(step), config=config, data_state={"next_index": step}, metrics=metrics
+        )
+    assert not manager.save(5, _tree(5), config=config)  # already saved
+    manager.wait()
+    assert manager.all_steps() == [1, 4, 5]  # latest two plus the best P1 (step 1)
+    assert manager.best_step() == 1
+    restored, data_state = manager.restore(4, _tree(0))
+    assert data_state == {"next_index": 4}
+    for got, want in zip(jax.tree.leaves(restored), jax.tree.leaves(_tree(4)), strict=True):
+        np.testing.assert_array_equal(got, want)
+    manager.close()
+    assert checkpoint.resolve_step(tmp_path, "best") == 1
+    assert checkpoint.load_config(tmp_path / "checkpoints" / "4").model.dim == config.model.dim
+
+
+def test_restore_params_of_pmap_run_on_one_device(pmap_run, data_dir):
+    workdir, ema_leaves = pmap_run
+    assert jax.device_count() == 1
+    config, params = checkpoint.restore_params(workdir)
+    assert config.train.parallel == "pmap"
+    for got, want in zip(jax.tree.leaves(params), ema_leaves, strict=True):
+        assert got.shape == want.shape  # no leading device axis
+        np.testing.assert_array_equal(got, want)
+    # The same checkpoint through its step directory and by step number.
+    _, by_dir = checkpoint.restore_params(workdir / "checkpoints" / "2")
+    _, raw = checkpoint.restore_params(workdir, step=2, ema=False)
+    np.testing.assert_array_equal(jax.tree.leaves(by_dir)[0], ema_leaves[0])
+    raw_leaves = jax.tree.leaves(raw)
+    assert any(not np.array_equal(a, b) for a, b in zip(raw_leaves, ema_leaves, strict=True))
+    # The restored parameters drive the model on this single device.
+    sequences = pipeline.load_sequences(config.data.name, data_dir, "test")
+    batch = next(pipeline.eval_batches(sequences, num_frames=9, batch_size=4))
+    outputs = tasks.get_task(config).predict(params, loop.device_batch(batch))
+    assert outputs["joints_3d"].shape == (4, 9, 17, 3)
+    assert np.all(np.isfinite(outputs["joints_3d"]))
+
+
+def test_missing_checkpoints_raise_file_not_found(pmap_run, tmp_path):
+    workdir, _ = pmap_run
+    with pytest.raises(FileNotFoundError, match="no workdir or checkpoint"):
+        checkpoint.restore_params(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        checkpoint.restore_params(tmp_path)  # exists, holds no checkpoints
+    with pytest.raises(FileNotFoundError, match="no checkpoint for step 7"):
+        checkpoint.restore_params(workdir, step=7)
+    with pytest.raises(FileNotFoundError, match="eval metrics"):
+        checkpoint.restore_params(workdir, step="best")
+    with pytest.raises(ValueError, match="expected an int, 'latest' or 'best'"):
+        checkpoint.restore_params(workdir, step="first")
+    # A save that never finished (orbax's temporary directory) is not a checkpoint.
+    partial = tmp_path / "partial"
+    shutil.copytree(workdir, partial)
+    (partial / "checkpoints" / "2").rename(partial / "checkpoints" / "2.orbax-checkpoint-tmp-1")
+    with pytest.raises(FileNotFoundError, match="no complete step"):
+        checkpoint.restore_params(partial)
+
+
+# orbax's failed async read leaves an event-loop callback behind; it is harmless here.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("damage", ["data_files", "metadata", "state_item"])
+def test_corrupt_checkpoint_raises_checkpoint_error(pmap_run, tmp_path, damage):
+    workdir, _ = pmap_run
+    copy = tmp_path / "copy"
+    shutil.copytree(workdir, copy)
+    state = copy / "checkpoints" / "2" / "state"
+    if damage == "data_files":
+        for path in state.rglob("d/*"):
+            path.write_bytes(b"garbage")
+    elif damage == "metadata":
+        (state / "_METADATA").unlink()
+    else:
+        shutil.rmtree(state)
+    with pytest.raises(checkpoint.CheckpointError, match="checkpoints/2 is partial or corrupt"):
+        checkpoint.restore_params(copy)

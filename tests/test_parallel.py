@@ -1,0 +1,167 @@
+"""Device layouts give the same training step: single-device jit, pmap and sharded jit on 8 CPU
+devices, and a two-process (gloo) sharded run against a single-process run."""
+
+import json
+import socket
+import subprocess
+import sys
+import textwrap
+
+import _fixtures
+import jax
+import numpy as np
+import pytest
+
+from gentg_jax import checkpoint
+from gentg_jax.train import loop, parallel
+
+# One process with 8 CPU devices: two steps on the same global batches in each layout.
+_LAYOUTS_SCRIPT = textwrap.dedent(
+    """
+    import functools, json, sys
+    import jax, numpy as np
+    import _fixtures
+    from gentg_jax.data import pipeline
+    from gentg_jax.train import loop, parallel, steps, tasks
+
+    assert jax.device_count() == 8, jax.devices()
+    assert parallel.DataParallel("auto").mode == "sharded"
+    try:
+        parallel.DataParallel("pmap").host_batch_size(12)
+        raise AssertionError("a batch of 12 does not split over 8 devices")
+    except ValueError as error:
+        assert "not divisible by the 8 devices" in str(error)
+    config = _fixtures.tiny_config(sys.argv[1], batch_size=16)
+    task = tasks.get_task(config)
+    sequences = pipeline.load_sequences(config.data.name, config.data.data_dir, "train")
+    dataset = pipeline.train_dataset(
+        sequences, num_frames=9, batch_size=16, seed=0, process_index=0, process_count=1
+    )
+    batches = [loop.device_batch(dataset[i]) for i in range(2)]
+    for batch in batches:
+        # pmap averages per-device means: equal to the global mean when every device counts
+        # the same number of frames.
+        batch["frame_mask"] = np.ones_like(batch["frame_mask"])
+    initial = loop.init_state(config, task, dataset[0])
+    params = {}
+    for mode in ("single", "pmap", "sharded"):
+        layout = parallel.DataParallel(mode)
+        step = layout.compile_step(functools.partial(steps.train_step, task=task, config=config))
+        state = layout.replicate(initial)
+        for batch in batches:
+            state, metrics = step(state, layout.shard_batch(batch))
+        params[mode] = layout.unreplicate(state.params)
+    diffs = {
+        mode: max(
+            float(np.max(np.abs(a - b)))
+            for a, b in zip(jax.tree.leaves(params["single"]), jax.tree.leaves(params[mode]))
+        )
+        for mode in ("pmap", "sharded")
+    }
+    moved = max(
+        float(np.max(np.abs(a - b)))
+        for a, b in zip(jax.tree.leaves(initial.params), jax.tree.leaves(params["single"]))
+    )
+    print("RESULT", json.dumps({"diffs": diffs, "moved": moved}))
+    """
+)
+
+# One of two processes with 2 CPU devices each, joined over gloo on 127.0.0.1.
+_WORKER_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import jax
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    process_id, port, data_dir, workdir = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+    jax.distributed.initialize(
+        coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=process_id
+    )
+    assert (jax.process_count(), jax.device_count(), jax.local_device_count()) == (2, 4, 2)
+    import _fixtures
+    from gentg_jax.train import loop, parallel
+    config = _fixtures.tiny_config(data_dir, num_steps=2, parallel="sharded")
+    loop.train_and_evaluate(config, workdir)
+    print("DONE", process_id)
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return _fixtures.build_tiny_dataset(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return _fixtures.enable_compilation_cache(tmp_path_factory.getbasetemp())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_layout_choice_on_one_device():
+    assert parallel.DataParallel("auto").mode == "single"
+    assert parallel.DataParallel("single").host_batch_size(6) == 6
+    with pytest.raises(ValueError, match="config.train.parallel='ring'"):
+        parallel.DataParallel("ring")
+
+
+def test_single_pmap_sharded_steps_agree(data_dir, cache_dir):
+    result = subprocess.run(
+        [sys.executable, "-c", _LAYOUTS_SCRIPT, data_dir],
+        env=_fixtures.subprocess_env(cache_dir, 8),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    line = next(s for s in result.stdout.splitlines() if s.startswith("RESULT"))
+    report = json.loads(line.split(" ", 1)[1])
+    assert report["moved"] > 1e-4  # the steps did change the parameters
+    assert report["diffs"]["pmap"] < 1e-5, report
+    assert report["diffs"]["sharded"] < 1e-5, report
+
+
+def test_two_process_run_matches_single_process(data_dir, cache_dir, tmp_path):
+    port = _free_port()
+    workdir = tmp_path / "two_process"
+    env = _fixtures.subprocess_env(cache_dir, 2)
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER_SCRIPT, str(i), str(port), data_dir, str(workdir)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    # The single-process reference trains while the workers start up.
+    single = tmp_path / "single"
+    reference = loop.train_and_evaluate(_fixtures.tiny_config(data_dir, num_steps=2), str(single))
+    outputs = [w.communicate(timeout=240) for w in workers]
+    for worker, (stdout, stderr) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, stderr[-4000:]
+        assert "DONE" in stdout
+
+    config, params = checkpoint.restore_params(workdir, ema=False)
+    assert config.train.parallel == "sharded"
+    logged = [_losses(workdir), _losses(single)]
+    assert [step for step, _ in logged[0]] == [1, 2]
+    np.testing.assert_allclose(*[[loss for _, loss in rows] for rows in logged], rtol=1e-5)
+    # Parameters whose gradient is exactly zero in exact arithmetic (attention key biases, the
+    # root-subtracted head bias) get float noise that Adam normalises up to ~1e-6 per step, so
+    # the comparison runs after the first real update (the warmup starts at learning rate 0).
+    for got, want in zip(
+        jax.tree.leaves(params), jax.tree.leaves(reference.state.params), strict=True
+    ):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def _losses(workdir) -> list[tuple[int, float]]:
+    with open(workdir / "metrics.jsonl") as f:
+        rows = [json.loads(line) for line in f]
+    return [(row["step"], row["train/loss"]) for row in rows]

@@ -1,0 +1,331 @@
+"""Tests for gentg_jax.models (the TGT and its layers); tiny shapes only."""
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import tgt_base
+from gentg_jax import skeleton
+from gentg_jax.models import TemporalGraphLimbTransformer, layers
+
+B, T = 2, 9
+
+
+def tiny_model(**overrides) -> TemporalGraphLimbTransformer:
+    config = tgt_base.get_config("tiny").model
+    config.update(overrides)
+    return TemporalGraphLimbTransformer.from_config(config)
+
+
+def inputs(batch: int = B, frames: int = T, seed: int = 0):
+    k1, k2 = jax.random.split(jax.random.key(seed))
+    keypoints = 0.3 * jax.random.normal(k1, (batch, frames, 17, 2))
+    scores = jax.random.uniform(k2, (batch, frames, 17), minval=0.2, maxval=1.0)
+    return keypoints, scores
+
+
+def init(model, seed: int = 0):
+    keypoints, scores = inputs()
+    return jax.jit(model.init)(jax.random.key(seed), keypoints, scores)["params"]
+
+
+@functools.cache
+def forward(model: TemporalGraphLimbTransformer, train: bool):
+    """One jitted forward per (model, train): eager linen runs op by op and is far slower."""
+    return jax.jit(lambda p, x, s, r: model.apply({"params": p}, x, s, train=train, rngs=r)[0])
+
+
+def apply(model, params, keypoints, scores, train=False, rngs=None):
+    return forward(model, train)(params, keypoints, scores, rngs)
+
+
+def param_shapes(model):
+    """The param tree's shapes, traced without compiling (init compiles slowly on CPU)."""
+    keypoints, scores = inputs()
+    tree = jax.eval_shape(model.init, jax.random.key(0), keypoints, scores)["params"]
+    return jax.tree.map(lambda leaf: leaf.shape, tree)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model = tiny_model()
+    return model, init(model)
+
+
+def test_shapes_dtypes_any_length_and_root(tiny):
+    model, params = tiny
+    for batch, frames in ((2, 1), (1, 27)):
+        keypoints, scores = inputs(batch, frames)
+        out = apply(model, params, keypoints, scores)
+        assert out["joints_3d"].shape == (batch, frames, 17, 3)
+        assert out["bones_3d"].shape == (batch, frames, 16, 3)
+        assert out["log_sigma"].shape == (batch, frames, 17)
+        for value in out.values():
+            assert value.dtype == jnp.float32
+            assert np.all(np.isfinite(value))
+        np.testing.assert_array_equal(out["joints_3d"][:, :, skeleton.ROOT], 0.0)
+        low, high = model.log_sigma_range
+        assert np.all((out["log_sigma"] >= low) & (out["log_sigma"] <= high))
+
+
+@pytest.mark.parametrize("variant", ["tiny", "base", "large"])
+def test_variant_shapes_by_eval_shape(variant):
+    config = tgt_base.get_config(variant).model
+    model = TemporalGraphLimbTransformer.from_config(config)
+    frames = config.max_frames
+    keypoints = jax.ShapeDtypeStruct((1, frames, 17, 2), jnp.float32)
+
+    def run(keypoints):
+        params = model.init(jax.random.key(0), keypoints, None)["params"]
+        return model.apply({"params": params}, keypoints, None), params
+
+    (out, aux), params = jax.eval_shape(run, keypoints)
+    assert out["joints_3d"].shape == (1, frames, 17, 3)
+    assert out["bones_3d"].shape == (1, frames, 16, 3)
+    assert out["log_sigma"].shape == (1, frames, 17)
+    assert aux["tokens"].shape == (1, frames, 33, config.dim)
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves((out, params)))
+    qkv = params["layers"]["spatial"]["attn"]["qkv"]["kernel"]
+    assert qkv.shape[0] == config.depth  # scanned: one leading axis for the layers
+
+
+def test_input_errors_and_default_scores(tiny):
+    model, params = tiny
+    keypoints, _ = inputs()
+    np.testing.assert_allclose(
+        apply(model, params, keypoints, None)["joints_3d"],
+        apply(model, params, keypoints, jnp.ones(keypoints.shape[:-1]))["joints_3d"],
+    )
+    with pytest.raises(ValueError, match="max_frames"):
+        apply(model, params, *inputs(frames=28))
+    with pytest.raises(ValueError, match="keypoints_2d"):
+        apply(model, params, keypoints[..., :1], None)
+    with pytest.raises(ValueError, match="scores"):
+        apply(model, params, keypoints, jnp.ones((B, T, 16)))
+    config = tgt_base.get_config("tiny").model
+    config.unknown_field = 1
+    with pytest.raises(ValueError, match="unknown_field"):
+        TemporalGraphLimbTransformer.from_config(config)
+
+
+def test_limb_tokens_switch(tiny):
+    model, params = tiny
+    keypoints, scores = inputs()
+    on = apply(model, params, keypoints, scores)
+    no_limbs = tiny_model(use_limb_tokens=False)
+    # The same params minus everything limb-specific; the joint-only graph has fewer hop values.
+    off_params = {k: v for k, v in params.items() if k not in ("limb_embed", "bone_head")}
+    off_params["token_embed"] = {"embedding": params["token_embed"]["embedding"][:17]}
+    joint_hops = skeleton.graph_hop_distances()[:17, :17]
+    off_params["layers"] = dict(params["layers"])
+    table = params["layers"]["graph_bias"]["table"][:, : joint_hops.max() + 1]
+    off_params["layers"]["graph_bias"] = {"table": table}
+    assert jax.tree.map(jnp.shape, off_params) == param_shapes(no_limbs)
+    off = apply(no_limbs, off_params, keypoints, scores)
+    # Without limb tokens the bones are the joint head's own bone vectors.
+    np.testing.assert_allclose(
+        off["bones_3d"], skeleton.limb_vectors(off["joints_3d"]), rtol=1e-6, atol=1e-7
+    )
+    assert not np.allclose(on["joints_3d"], off["joints_3d"], atol=1e-4)
+    # The limb head is its own prediction, not derived from the joints.
+    assert not np.allclose(on["bones_3d"], skeleton.limb_vectors(on["joints_3d"]), atol=1e-4)
+
+
+def test_graph_bias_switch_and_hop_indexing(tiny):
+    model, params = tiny
+    keypoints, scores = inputs()
+    no_bias = tiny_model(use_graph_bias=False)
+    shared = {k: v for k, v in params.items() if k != "layers"}
+    shared["layers"] = {k: v for k, v in params["layers"].items() if k != "graph_bias"}
+    assert jax.tree.map(jnp.shape, shared) == param_shapes(no_bias)
+    zeroed = jax.tree.map(lambda leaf: leaf, params)
+    zeroed["layers"]["graph_bias"]["table"] = jnp.zeros_like(
+        params["layers"]["graph_bias"]["table"]
+    )
+    off = apply(no_bias, shared, keypoints, scores)["joints_3d"]
+    np.testing.assert_allclose(apply(model, zeroed, keypoints, scores)["joints_3d"], off, atol=1e-6)
+    assert not np.allclose(apply(model, params, keypoints, scores)["joints_3d"], off, atol=1e-5)
+
+    hops = skeleton.graph_hop_distances()
+    num_heads = 3
+    table = 10.0 * np.arange(hops.max() + 1)[:, None] + np.arange(num_heads)[None, :]
+    module = layers.HopBias(layers.as_nested_tuple(hops), num_heads)
+    bias = np.asarray(module.apply({"params": {"table": jnp.asarray(table)}}))
+    assert bias.shape == (num_heads, 33, 33)
+    for head in range(num_heads):
+        np.testing.assert_array_equal(bias[head], 10.0 * hops + head)
+        np.testing.assert_array_equal(bias[head], bias[head].T)
+
+
+def test_spatial_first_switch_orders_blocks():
+    keypoints, _ = inputs()
+    tokens = jax.random.normal(jax.random.key(3), (B, T, 33, 32))
+    hops = layers.as_nested_tuple(skeleton.graph_hop_distances())
+    kwargs = dict(num_heads=2, mlp_ratio=1.5, hop_distances=hops)
+    temporal_first = layers.SpatioTemporalLayer(spatial_first=False, **kwargs)
+    spatial_first = layers.SpatioTemporalLayer(spatial_first=True, **kwargs)
+    params = jax.jit(temporal_first.init)(jax.random.key(0), tokens)["params"]
+    block = layers.TransformerBlock(num_heads=2, mlp_ratio=1.5)
+
+    @jax.jit
+    def run(params, tokens):
+        got, _ = temporal_first.apply({"params": params}, tokens)
+        other, _ = spatial_first.apply({"params": params}, tokens)
+        # Reference: the same two blocks composed by hand, temporal then spatial.
+        bias = layers.HopBias(hops, 2).apply({"params": params["graph_bias"]})
+        x = jnp.swapaxes(tokens, 1, 2)
+        x = jnp.swapaxes(block.apply({"params": params["temporal"]}, x), 1, 2)
+        return got, other, block.apply({"params": params["spatial"]}, x, bias)
+
+    got, other, want = run(params, tokens)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(got, other, atol=1e-4)
+
+
+def test_bfloat16_compute_float32_outputs(tiny):
+    model, params = tiny
+    keypoints, scores = inputs()
+    bf16 = tiny_model(dtype="bfloat16")
+    out, aux = jax.jit(bf16.apply)({"params": params}, keypoints, scores)
+    assert aux["tokens"].dtype == jnp.bfloat16
+    assert all(v.dtype == jnp.float32 for v in out.values())
+    reference = apply(model, params, keypoints, scores)["joints_3d"]
+    error = np.abs(out["joints_3d"] - reference).max()
+    assert error < 0.05 * np.abs(reference).max()
+    with pytest.raises(ValueError, match="dtype"):
+        apply(tiny_model(dtype="float16"), params, keypoints, scores)
+
+
+def test_remat_matches_plain_scan(tiny):
+    model, params = tiny
+    keypoints, scores = inputs()
+    target = jax.random.normal(jax.random.key(5), (B, T, 17, 3))
+
+    def loss_and_grad(module):
+        def loss(p):
+            return jnp.mean((apply(module, p, keypoints, scores)["joints_3d"] - target) ** 2)
+
+        return jax.jit(jax.value_and_grad(loss))(params)
+
+    plain_loss, plain_grad = loss_and_grad(model)
+    remat_loss, remat_grad = loss_and_grad(tiny_model(remat=True))
+    np.testing.assert_allclose(remat_loss, plain_loss, rtol=1e-6)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7), remat_grad, plain_grad
+    )
+
+
+def test_attention_implementations_agree(tiny):
+    model, params = tiny
+    keypoints, scores = inputs()
+    einsum = apply(model, params, keypoints, scores)["joints_3d"]
+    xla = apply(tiny_model(attention_impl="xla"), params, keypoints, scores)["joints_3d"]
+    np.testing.assert_allclose(einsum, xla, rtol=1e-4, atol=1e-5)
+
+
+def test_dropout_only_in_train_mode(tiny):
+    plain, params = tiny  # dropout rates add no params
+    model = tiny_model(dropout=0.1, drop_path=0.1)
+    keypoints, scores = inputs()
+    k1, k2 = jax.random.key(1), jax.random.key(2)
+    eval1 = apply(model, params, keypoints, scores, train=False, rngs={"dropout": k1})
+    np.testing.assert_array_equal(
+        eval1["joints_3d"], apply(plain, params, keypoints, scores)["joints_3d"]
+    )
+    train1 = apply(model, params, keypoints, scores, train=True, rngs={"dropout": k1})
+    again = apply(model, params, keypoints, scores, train=True, rngs={"dropout": k1})
+    train2 = apply(model, params, keypoints, scores, train=True, rngs={"dropout": k2})
+    np.testing.assert_array_equal(train1["joints_3d"], again["joints_3d"])
+    assert not np.allclose(train1["joints_3d"], train2["joints_3d"])
+    assert not np.allclose(train1["joints_3d"], eval1["joints_3d"])
+
+
+def test_drop_path_drops_whole_samples():
+    x = jnp.ones((64, 3, 4))
+    out = layers.DropPath(deterministic=False).apply(
+        {}, x, 0.5, rngs={"dropout": jax.random.key(0)}
+    )
+    per_sample = np.asarray(out).reshape(64, -1)
+    assert set(np.unique(per_sample)) <= {0.0, 2.0}
+    assert np.all(per_sample.min(axis=1) == per_sample.max(axis=1))
+    assert 0 < np.sum(per_sample[:, 0] == 0) < 64
+
+
+def test_attention_matches_numpy_reference():
+    x = jax.random.normal(jax.random.key(0), (2, 5, 8))
+    bias = jax.random.normal(jax.random.key(1), (2, 5, 5))
+    module = layers.Attention(num_heads=2)
+    params = jax.jit(module.init)(jax.random.key(2), x, bias)["params"]
+    got = jax.jit(module.apply)({"params": params}, x, bias)
+    p = jax.tree.map(np.asarray, params)
+    qkv = (
+        np.einsum("bld,dthc->btlhc", np.asarray(x), p["qkv"]["kernel"])
+        + p["qkv"]["bias"][None, :, None]
+    )
+    q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2]
+    logits = np.einsum("bqhc,bkhc->bhqk", q, k) / math.sqrt(4) + np.asarray(bias)[None]
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    heads = np.einsum("bhqk,bkhc->bqhc", probs, v)
+    want = np.einsum("bqhc,hcd->bqd", heads, p["out"]["kernel"]) + p["out"]["bias"]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_conditioned_block_starts_as_identity_then_depends_on_cond():
+    x = jax.random.normal(jax.random.key(0), (2, 4, 17, 16))
+    cond = jax.random.normal(jax.random.key(1), (2, 1, 1, 8))
+    block = layers.TransformerBlock(num_heads=2)
+    params = jax.jit(block.init)(jax.random.key(2), x, None, 1.0, cond)["params"]
+    run = jax.jit(lambda p, cond: block.apply({"params": p}, x, None, 1.0, cond))
+    np.testing.assert_array_equal(run(params, cond), x)
+    params["modulation"]["kernel"] = 0.1 * jnp.ones_like(params["modulation"]["kernel"])
+    assert not np.allclose(run(params, cond), run(params, 2.0 * cond))
+
+
+def test_embeddings():
+    positions = np.array([0, 1, 7, 500])
+    got = layers.sinusoidal_embedding(positions, 8, max_period=100.0)
+    freqs = 100.0 ** (-np.arange(4) / 4)
+    angles = positions[:, None] * freqs
+    want = np.concatenate([np.cos(angles), np.sin(angles)], -1)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="even"):
+        layers.sinusoidal_embedding(positions, 7)
+    timestep = layers.TimestepEmbedding(32)
+    params = timestep.init(jax.random.key(0), jnp.array([1, 2]))
+    assert timestep.apply(params, jnp.array([1, 2, 3])).shape == (3, 32)
+    table = layers.LearnedEmbedding(10, 4)
+    params = table.init(jax.random.key(0))
+    assert table.apply(params, 3).shape == (3, 4)
+    with pytest.raises(ValueError, match="exceeds"):
+        table.apply(params, 11)
+
+
+def analytic_flops_per_frame(dim, depth, mlp_ratio, tokens, frames):
+    """Matmul FLOPs (2 per multiply-add) of one frame's forward pass."""
+    projections = 2 * (4 + 2 * mlp_ratio) * dim**2 * tokens  # qkv, out and MLP, per block
+    spatial_attention = 2 * 2 * tokens**2 * dim
+    temporal_attention = 2 * 2 * tokens * frames * dim
+    return depth * (2 * projections + spatial_attention + temporal_attention)
+
+
+def test_tiny_flops_match_analytic_estimate_and_unroll_matches_loop(tiny):
+    model, params = tiny
+    config = tgt_base.get_config("tiny").model
+    unrolled = tiny_model(scan_unroll=config.depth)  # a loop body is counted once; unroll it
+    frames = config.max_frames
+    keypoints, scores = inputs(batch=1, frames=frames)
+    fn = jax.jit(lambda p, x, s: unrolled.apply({"params": p}, x, s)[0])
+    compiled = fn.lower(params, keypoints, scores).compile()
+    flops = compiled.cost_analysis()["flops"] / frames
+    estimate = analytic_flops_per_frame(config.dim, config.depth, config.mlp_ratio, 33, frames)
+    assert flops > 0
+    assert 0.8 < flops / estimate < 1.5, (flops, estimate)
+    looped = apply(model, params, keypoints, scores)["joints_3d"]
+    np.testing.assert_allclose(
+        compiled(params, keypoints, scores)["joints_3d"], looped, rtol=1e-5, atol=1e-6
+    )
