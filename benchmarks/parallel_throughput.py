@@ -12,8 +12,10 @@ TGT forward (profiling.tgt_flops_per_frame, counted once on the float32 model), 
 counts 3 forwards (backward = 2 x forward; rematerialisation is not model work). The peak is
 --peak_tflops when given, else the datasheet bf16 dense peak of a known accelerator
 (KNOWN_PEAK_TFLOPS: H100/H200 SXM 989 TFLOP/s), else the measured rate of a large
-matmul of the row's dtype on one device of this machine. `matmul_fraction` always compares the
-predict FLOP/s with that measured matmul rate.
+matmul of the row's dtype on one device of this machine; every peak is per device and is
+multiplied by the devices a row uses (forced CPU devices share the cores, so there the
+multi-device MFU is a lower bound). `matmul_fraction` always compares the predict FLOP/s with
+the measured matmul rate.
 """
 
 import argparse
@@ -113,6 +115,8 @@ def measure(args: argparse.Namespace, dtype: str, mode: str, forward_flops: floa
     layout = parallel.DataParallel(mode)
     predict = profiling.predict_throughput(layout, task, params, batch, args.repeats)
     row = {"dtype": dtype, "mode": mode, "devices": layout.num_replicas}
+    mfu_peak = peak["mfu_peak"][dtype] * layout.num_replicas  # the peaks are per device
+    matmul_peak = peak["matmul_flops_per_s"][dtype] * layout.num_replicas
     row["predict_frames_per_s"] = predict["frames_per_s"]
     row["predict_tflops"] = predict["frames_per_s"] * forward_flops / 1e12
     if not args.skip_train:
@@ -120,9 +124,9 @@ def measure(args: argparse.Namespace, dtype: str, mode: str, forward_flops: floa
         row["train_clips_per_s"] = train["clips_per_s"]
         row["train_tflops"] = 3 * train["clips_per_s"] * config.data.num_frames
         row["train_tflops"] *= forward_flops / 1e12
-        row["train_mfu"] = row["train_tflops"] * 1e12 / peak["mfu_peak"][dtype]
-    row["predict_mfu"] = row["predict_tflops"] * 1e12 / peak["mfu_peak"][dtype]
-    row["matmul_fraction"] = row["predict_tflops"] * 1e12 / peak["matmul_flops_per_s"][dtype]
+        row["train_mfu"] = row["train_tflops"] * 1e12 / mfu_peak
+    row["predict_mfu"] = row["predict_tflops"] * 1e12 / mfu_peak
+    row["matmul_fraction"] = row["predict_tflops"] * 1e12 / matmul_peak
     return row
 
 
