@@ -52,8 +52,8 @@ def time_runs(fn: Callable[[], object], iters: int) -> tuple[float, float]:
     """Median wall and process-CPU seconds of `iters` runs after one untimed warm-up run.
 
     CPU seconds (all threads) divided by the core count are the wall time the same work would
-    take if it kept every core busy without contention: a lower bound on the idle-machine wall
-    time that other processes do not inflate, reported beside the wall time.
+    take if it kept every core busy without contention: an idle-machine estimate that other
+    processes do not inflate (thread spin-waits do), reported beside the measured wall time.
     """
     jax.block_until_ready(fn())
     wall, cpu = [], []
@@ -163,8 +163,8 @@ def print_table(results: dict) -> None:
         f"{memory['argument_gib']:.3f} GiB, peak {memory['peak_gib']:.2f} GiB"
     )
     print(
-        f"* work / (process CPU time / {os.cpu_count()} cores): the rate if the work kept every "
-        "core busy with no contention; an upper bound, for a shared machine"
+        f"* work / (process CPU time / {os.cpu_count()} cores): an idle-machine estimate for a "
+        "shared machine, not a measurement (assumes every core busy; spin-waits count as work)"
     )
 
 

@@ -42,6 +42,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.scan_unroll = 1  # layers per scan iteration; depth = fully unrolled (FLOP counts)
     config.model.dtype = "float32"  # compute dtype: "float32" | "bfloat16"; params stay float32
     config.model.attention_impl = "einsum"  # "einsum" (heads-major) | "xla" (dot_product_attention)
+    config.model.attention_chunk_mib = 6.0  # CPU only: cache-sized attention chunks (~2x); 0: off
     config.model.log_sigma_range = (-7.0, 1.0)  # clip of the predicted log sigma, metres
 
     config.loss = ml_collections.ConfigDict()

@@ -53,10 +53,12 @@ class TemporalGraphLimbTransformer(nn.Module):
       use_limb_tokens / use_graph_bias / spatial_first: ablation switches.
       remat: rematerialise each scanned layer in the backward pass.
       scan_unroll: layers per loop iteration of the layer scan; `depth` unrolls fully (same
-        params), which XLA's cost analysis needs to count every layer's FLOPs.
+        params) and also unrolls the attention chunk loops: XLA's cost analysis counts a loop
+        body once, so FLOP counts need this.
       dtype: compute dtype name, "float32" or "bfloat16" (params and outputs stay float32).
       attention_impl: "einsum" (heads-major, faster on XLA:CPU) or "xla"
         (jax.nn.dot_product_attention).
+      attention_chunk_mib: CPU attention chunk size in MiB (layers.Attention.chunk_mib); 0: off.
       log_sigma_range: (min, max) clip of the predicted log sigma (metres), for stability.
     """
 
@@ -74,6 +76,7 @@ class TemporalGraphLimbTransformer(nn.Module):
     scan_unroll: int = 1
     dtype: str = "float32"
     attention_impl: str = "einsum"
+    attention_chunk_mib: float = 6.0
     log_sigma_range: tuple[float, float] = (-7.0, 1.0)
 
     @classmethod
@@ -167,6 +170,8 @@ class TemporalGraphLimbTransformer(nn.Module):
             spatial_first=self.spatial_first,
             hop_distances=_graph_hops(self.use_limb_tokens) if self.use_graph_bias else None,
             attention_impl=self.attention_impl,
+            attention_chunk_mib=self.attention_chunk_mib,
+            unroll_chunks=self.scan_unroll >= self.depth,
             dtype=dtype,
             name="layers",
         )(tokens, jnp.linspace(0.0, 1.0, self.depth))
