@@ -2,11 +2,13 @@
 
   python -m benchmarks.tgt_throughput --config base --json benchmarks/results/tgt_throughput.json
 
-Compilation is excluded (programs are compiled ahead of time, then run once untimed); each figure
-is the median of --iters timed runs. FLOPs come from XLA's cost analysis of the forward pass with
-the layer scan fully unrolled (XLA counts a loop body once). Memory comes from
-`compile().memory_analysis()` of a training step (loss + grad + clipped AdamW update). The reference
-column is a MixSTE PyTorch model measured on the same 2-core CPU machine kind.
+Measured with gentg_jax.profiling on one device: compilation is excluded (programs are compiled
+ahead of time, then run once untimed); each figure is the median of --iters timed runs. FLOPs
+come from XLA's cost analysis of one forward with the layer scan fully unrolled. Inference runs
+the task's predict step; training runs the project's real train step (train.steps.train_step:
+the task's loss, the config's clipped AdamW schedule, EMA), and memory comes from
+`compile().memory_analysis()` of that step. The reference column is a MixSTE PyTorch model
+measured on the same 2-core CPU machine kind.
 """
 
 from __future__ import annotations
@@ -15,18 +17,13 @@ import argparse
 import json
 import os
 import pathlib
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
-import optax
 
 from configs import tgt_base
-from gentg_jax import losses
-from gentg_jax.models import TemporalGraphLimbTransformer
+from gentg_jax import profiling
+from gentg_jax.train import parallel, tasks
 
 # MixSTE (PyTorch, float32) on this machine kind; the targets are twice these.
 REFERENCE = {
@@ -37,109 +34,12 @@ REFERENCE = {
 GIB = 2.0**30
 
 
-def fake_batch(batch: int, frames: int, seed: int = 0) -> dict[str, jax.Array]:
-    k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
-    pose = 0.3 * jax.random.normal(k3, (batch, frames, 17, 3))
-    return {
-        "keypoints_2d": 0.3 * jax.random.normal(k1, (batch, frames, 17, 2)),
-        "scores": jax.random.uniform(k2, (batch, frames, 17)),
-        "pose_3d": pose - pose[:, :, :1],
-        "frame_mask": jnp.ones((batch, frames)),
-    }
-
-
-def time_runs(fn: Callable[[], object], iters: int) -> tuple[float, float]:
-    """Median wall and process-CPU seconds of `iters` runs after one untimed warm-up run.
-
-    CPU seconds (all threads) divided by the core count are the wall time the same work would
-    take if it kept every core busy without contention: an idle-machine estimate that other
-    processes do not inflate (thread spin-waits do), reported beside the measured wall time.
-    """
-    jax.block_until_ready(fn())
-    wall, cpu = [], []
-    for _ in range(iters):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        jax.block_until_ready(fn())
-        wall.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - start_cpu)
-    return statistics.median(wall), statistics.median(cpu) / (os.cpu_count() or 1)
-
-
-def memory_dict(compiled) -> dict[str, float]:
-    stats = compiled.memory_analysis()
-    out = {
-        "temp_gib": stats.temp_size_in_bytes / GIB,
-        "argument_gib": stats.argument_size_in_bytes / GIB,
-        "output_gib": stats.output_size_in_bytes / GIB,
-        "alias_gib": stats.alias_size_in_bytes / GIB,
-    }
-    # Donated outputs alias their arguments, so they are not counted twice.
-    out["peak_gib"] = out["temp_gib"] + out["argument_gib"] + out["output_gib"] - out["alias_gib"]
+def memory_gib(memory: dict[str, int]) -> dict[str, float]:
+    """profiling.memory_analysis's byte counts in GiB; peak_gib is its total_bytes (donated
+    outputs alias their arguments, so they are not counted twice)."""
+    out = {f"{n}_gib": memory[f"{n}_bytes"] / GIB for n in ("temp", "argument", "output", "alias")}
+    out["peak_gib"] = memory["total_bytes"] / GIB
     return out
-
-
-def make_train_step(model: TemporalGraphLimbTransformer, config, tx: optax.GradientTransformation):
-    def train_step(params, opt_state, batch, key):
-        def loss_fn(params):
-            outputs, _ = model.apply(
-                {"params": params},
-                batch["keypoints_2d"],
-                batch["scores"],
-                train=True,
-                rngs={"dropout": key},
-            )
-            return losses.tgt_loss(outputs, batch, config.loss)
-
-        (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, metrics
-
-    return train_step
-
-
-def flops_per_frame(config, params, frames: int) -> float:
-    unrolled = TemporalGraphLimbTransformer.from_config(config.model).clone(
-        scan_unroll=config.model.depth
-    )
-    batch = fake_batch(1, frames)
-    fn = jax.jit(lambda p, x, s: unrolled.apply({"params": p}, x, s)[0])
-    compiled = fn.lower(params, batch["keypoints_2d"], batch["scores"]).compile()
-    return compiled.cost_analysis()["flops"] / frames
-
-
-def inference_frames_per_s(
-    model, params, batch_size: int, frames: int, iters: int
-) -> tuple[float, float]:
-    """(frames/s by wall clock, CPU-bound frames/s; see time_runs) of the jitted forward."""
-    batch = fake_batch(batch_size, frames)
-    fn = jax.jit(lambda p, x, s: model.apply({"params": p}, x, s)[0])
-    compiled = fn.lower(params, batch["keypoints_2d"], batch["scores"]).compile()
-    run = lambda: compiled(params, batch["keypoints_2d"], batch["scores"])
-    return tuple(batch_size * frames / seconds for seconds in time_runs(run, iters))
-
-
-def train_benchmark(model, config, params, batch_size: int, frames: int, iters: int) -> dict:
-    tx = optax.chain(
-        optax.clip_by_global_norm(config.train.grad_clip),
-        optax.adamw(config.train.learning_rate, weight_decay=config.train.weight_decay),
-    )
-    state = {"params": params, "opt_state": tx.init(params)}
-    batch, key = fake_batch(batch_size, frames), jax.random.key(1)
-    step = jax.jit(make_train_step(model, config, tx), donate_argnums=(0, 1))
-    compiled = step.lower(state["params"], state["opt_state"], batch, key).compile()
-
-    def run():
-        state["params"], state["opt_state"], metrics = compiled(
-            state["params"], state["opt_state"], batch, key
-        )
-        return metrics
-
-    wall, idle = time_runs(run, iters)
-    return {
-        "clips_per_s": batch_size / wall,
-        "cpu_bound_clips_per_s": batch_size / idle,
-        "memory": memory_dict(compiled),
-    }
 
 
 def print_table(results: dict) -> None:
@@ -184,26 +84,29 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     config = tgt_base.get_config(args.config)
-    model = TemporalGraphLimbTransformer.from_config(config.model)
     frames = args.frames or config.model.max_frames
-    init_batch = fake_batch(1, frames)
-    params = jax.jit(model.init)(jax.random.key(0), init_batch["keypoints_2d"], None)["params"]
+    config.data.num_frames = frames
+    task, single = tasks.get_task(config), parallel.DataParallel("single")
+    batches = {size: profiling.synthetic_batch(size, frames) for size in (1, 8)}
+    params = profiling.init_params(task, batches[1], config.seed)
     results = {
         "variant": args.config,
         "device": jax.devices()[0].device_kind,
         "dtype": config.model.dtype,
         "frames": frames,
-        "params": int(sum(leaf.size for leaf in jax.tree.leaves(params))),
-        "flops_per_frame": flops_per_frame(config, params, frames),
+        "params": profiling.param_count(params),
+        "flops_per_frame": profiling.tgt_flops_per_frame(config, batches[1]),
     }
-    for batch_size in (1, 8):
-        wall, idle = inference_frames_per_s(model, params, batch_size, frames, args.iters)
-        results[f"infer_b{batch_size}_frames_per_s"] = wall
-        results[f"infer_b{batch_size}_frames_per_s_cpu_bound"] = idle
-    train = train_benchmark(model, config, params, 8, frames, args.iters)
+    for size, batch in batches.items():
+        infer = profiling.predict_throughput(single, task, params, batch, args.iters)
+        results[f"infer_b{size}_frames_per_s"] = infer["frames_per_s"]
+        results[f"infer_b{size}_frames_per_s_cpu_bound"] = (
+            size * frames / infer["cpu_bound_seconds"]
+        )
+    train = profiling.train_throughput(config, single, task, params, batches[8], args.iters)
     results["train_b8_clips_per_s"] = train["clips_per_s"]
-    results["train_b8_clips_per_s_cpu_bound"] = train["cpu_bound_clips_per_s"]
-    results["train_b8_memory"] = train["memory"]
+    results["train_b8_clips_per_s_cpu_bound"] = 8 / train["cpu_bound_seconds"]
+    results["train_b8_memory"] = memory_gib(train["memory"])
     results["reference_mixste"] = REFERENCE
     print_table(results)
     write_json(pathlib.Path(args.json), results)

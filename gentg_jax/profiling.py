@@ -8,14 +8,16 @@ K - 1 more measured steps. The analytic counters (`dense_flops`, `attention_flop
 `spatiotemporal_flops_per_frame`) count matmuls only and serve as an independent check.
 
 Timings exclude compilation: one warm-up call, then the median of `repeats` calls, each ended by
-`jax.block_until_ready`. Training throughput runs the real `train.steps.train_step` of the
-config's task on a `train.parallel.DataParallel` layout.
+`jax.block_until_ready`; beside the wall time, a CPU-bound time (see `median_times`) estimates
+the idle-machine time on a shared CPU machine. Training throughput runs the real
+`train.steps.train_step` of the config's task on a `train.parallel.DataParallel` layout.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -120,21 +122,27 @@ def synthetic_batch(batch_size: int, num_frames: int, seed: int = 0) -> dict[str
     }
 
 
-def median_seconds(call: Callable[[], Any], repeats: int = 3) -> float:
-    """Median wall time of `repeats` calls of `call` after one warm-up call."""
+def median_times(call: Callable[[], Any], repeats: int = 3) -> tuple[float, float]:
+    """Median wall seconds and median CPU-bound seconds of `repeats` calls after one warm-up.
+
+    CPU-bound seconds are the process CPU time (all threads) divided by the core count: the wall
+    time the same work would take keeping every core busy without contention, an idle-machine
+    estimate that other processes do not inflate (thread spin-waits count as work).
+    """
     jax.block_until_ready(call())
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         jax.block_until_ready(call())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return statistics.median(wall), statistics.median(cpu) / (os.cpu_count() or 1)
 
 
 def timed(fn: Callable, args: Sequence[Any], repeats: int = 3) -> tuple[float, jax.stages.Compiled]:
     """jit-compiles fn for args; returns (median seconds per call, the compiled program)."""
     compiled = _compile(fn, *args)
-    return median_seconds(lambda: compiled(*args), repeats), compiled
+    return median_times(lambda: compiled(*args), repeats)[0], compiled
 
 
 def device_info() -> dict[str, Any]:
@@ -153,10 +161,17 @@ def place_batch(layout: parallel.DataParallel, batch: Batch) -> Batch:
     return jax.device_put(placed, layout.batch_sharding) if layout.mode == "pmap" else placed
 
 
+def _measure(compiled: jax.stages.Compiled, call: Callable[[], Any], repeats: int) -> dict:
+    """Times `call` (which runs `compiled`) and adds the program's static memory."""
+    seconds, cpu_bound = median_times(call, repeats)
+    return {"seconds": seconds, "cpu_bound_seconds": cpu_bound, "memory": memory_analysis(compiled)}
+
+
 def predict_throughput(
     layout: parallel.DataParallel, task: tasks.Task, params, batch: Batch, repeats: int = 3
 ) -> dict[str, Any]:
-    """frames/s of the task's predict on a host `batch` (global batch) under `layout`."""
+    """frames/s of the task's predict on a host `batch` (global batch) under `layout`, with
+    its seconds and cpu_bound_seconds per call (see `median_times`) and memory."""
     inputs = place_batch(layout, {k: batch[k] for k in ("keypoints_2d", "scores")})
     params = layout.replicate(params)
     fn = functools.partial(steps.predict_step, task=task)
@@ -168,13 +183,9 @@ def predict_throughput(
     else:
         fn = jax.jit(fn)
     compiled = fn.lower(params, inputs).compile()
-    seconds = median_seconds(lambda: compiled(params, inputs), repeats)
-    batch_size, frames = batch["keypoints_2d"].shape[:2]
-    return {
-        "seconds": seconds,
-        "frames_per_s": batch_size * frames / seconds,
-        "memory": memory_analysis(compiled),
-    }
+    out = _measure(compiled, lambda: compiled(params, inputs), repeats)
+    out["frames_per_s"] = math.prod(batch["keypoints_2d"].shape[:2]) / out["seconds"]
+    return out
 
 
 def train_throughput(
@@ -185,7 +196,8 @@ def train_throughput(
     batch: Batch,
     repeats: int = 3,
 ) -> dict[str, Any]:
-    """clips/s of the real train step (steps.train_step, the task's loss and optimiser)."""
+    """clips/s of the real train step (steps.train_step, the task's loss and optimiser), with
+    its seconds and cpu_bound_seconds per call (see `median_times`) and memory."""
     tx = task.optimizer()
     host = jax.jit(lambda p: state.create_train_state(p, tx, jax.random.PRNGKey(0)))(params)
     train_state = layout.replicate(jax.tree.map(np.asarray, host))
@@ -198,12 +210,9 @@ def train_throughput(
         carry[0], metrics = compiled(carry[0], inputs)  # the state is donated: thread it
         return carry[0].step, metrics
 
-    seconds = median_seconds(call, repeats)
-    return {
-        "seconds": seconds,
-        "clips_per_s": len(batch["keypoints_2d"]) / seconds,
-        "memory": memory_analysis(compiled),
-    }
+    out = _measure(compiled, call, repeats)
+    out["clips_per_s"] = len(batch["keypoints_2d"]) / out["seconds"]
+    return out
 
 
 def init_params(task: tasks.Task, batch: Batch, seed: int = 0) -> PyTree:
@@ -221,31 +230,17 @@ def tgt_flops_per_frame(config: ml_collections.ConfigDict, batch: Batch) -> floa
     return xla_flops(compiled) / math.prod(batch["scores"].shape[:2])
 
 
-def _header(model: str, config: ml_collections.ConfigDict, batch_size: int) -> dict[str, Any]:
-    return {
-        "model": model,
-        "dtype": config.model.dtype,
-        **device_info(),
-        "batch": batch_size,
-        "frames": config.data.num_frames,
-    }
-
-
-def profile_tgt(
-    config: ml_collections.ConfigDict, batch_size: int = 8, *, train: bool = True, repeats: int = 3
-) -> dict[str, Any]:
-    """Parameters, FLOPs, batch-1 latency, frames/s, train clips/s and memory of a TGT config."""
+def _tgt_costs(config: ml_collections.ConfigDict, batch: Batch, repeats: int) -> dict[str, Any]:
+    """Parameters, FLOPs, batch-1 latency, frames/s and predict memory of a TGT config."""
     frames = config.data.num_frames
     task = tasks.get_task(config)
-    batch = synthetic_batch(batch_size, frames)
     params = init_params(task, batch, config.seed)
     single = parallel.DataParallel("single")
-    # The batch-1 latency of one window, then the throughput at batch_size.
+    # The batch-1 latency of one window, then the throughput at the batch's size.
     latency = predict_throughput(single, task, params, synthetic_batch(1, frames), repeats)
     throughput = predict_throughput(single, task, params, batch, repeats)
     tokens = task.model.num_tokens
-    out = {
-        **_header("tgt", config, batch_size),
+    return {
         "params": param_count(params),
         "flops_per_frame": tgt_flops_per_frame(config, batch),
         "analytic_flops_per_frame": spatiotemporal_flops_per_frame(config.model, tokens, frames),
@@ -253,10 +248,6 @@ def profile_tgt(
         "frames_per_s": throughput["frames_per_s"],
         "memory": {"predict": throughput["memory"]},
     }
-    if train:
-        _add_train(out, config, batch, repeats)
-    out["memory"]["device_peak_bytes"] = device_peak_memory()
-    return out
 
 
 def _gpc_inputs(config: ml_collections.ConfigDict, batch: Batch) -> dict[str, jax.Array]:
@@ -346,19 +337,16 @@ def _add_train(out: dict, config: ml_collections.ConfigDict, batch: Batch, repea
     out["memory"]["train"] = result["memory"]
 
 
-def profile_gpc(
+def _gpc_costs(
     config: ml_collections.ConfigDict,
     tgt_config: ml_collections.ConfigDict,
-    batch_size: int = 8,
-    *,
-    train: bool = True,
-    repeats: int = 3,
+    batch: Batch,
+    repeats: int,
 ) -> dict[str, Any]:
     """The GPC denoiser's parameters, FLOPs and speed (one pass and a full refinement), and the
     refinement's cost in forwards of the TGT `tgt_config` on the same windows."""
     frames = config.data.num_frames
     model = gpc.PoseDenoiser.from_config(config.model)
-    batch = synthetic_batch(batch_size, frames)
     inputs = _gpc_inputs(config, batch)
     params = _denoiser_params(model, inputs, abstract=False)
     tgt_task = tasks.get_task(tgt_config)
@@ -377,8 +365,7 @@ def profile_gpc(
         speed[name] = {"seconds": seconds, "frames_per_s": frames_per_s}
         speed[name]["memory"] = memory_analysis(compiled)
     joints = skeleton.NUM_JOINTS
-    out = {
-        **_header("gpc", config, batch_size),
+    return {
         "params": param_count(params),
         "tgt_params": param_count(tgt_params),
         "analytic_flops_per_frame": spatiotemporal_flops_per_frame(config.model, joints, frames),
@@ -389,10 +376,6 @@ def profile_gpc(
         "refine_frames_per_s": speed["refine"]["frames_per_s"],
         "memory": {"predict": speed["denoiser"]["memory"], "refine": speed["refine"]["memory"]},
     }
-    if train:
-        _add_train(out, config, batch, repeats)
-    out["memory"]["device_peak_bytes"] = device_peak_memory()
-    return out
 
 
 def profile(
@@ -403,14 +386,28 @@ def profile(
     train: bool = True,
     repeats: int = 3,
 ) -> dict[str, Any]:
-    """profile_tgt or profile_gpc by config.task (a GPC config needs its TGT's `tgt_config`)."""
+    """The cost and speed of a config on `batch_size` synthetic windows, as a JSON-ready dict.
+
+    By config.task: a TGT's parameters, FLOPs, batch-1 latency, frames/s and memory, or a GPC
+    denoiser's (one pass and a full refinement, with the refinement's cost in forwards of its
+    TGT, `tgt_config`); with `train`, the train step's clips/s and memory on one device.
+    """
+    if config.task not in ("tgt", "gpc"):
+        raise ValueError(f"config.task={config.task!r}: profiling knows 'tgt' and 'gpc'")
+    if config.task == "gpc" and tgt_config is None:
+        raise ValueError("profiling a GPC config needs tgt_config (the matching TGT config)")
+    frames = config.data.num_frames
+    batch = synthetic_batch(batch_size, frames)
+    out = {"model": config.task, "dtype": config.model.dtype, **device_info()}
+    out.update(batch=batch_size, frames=frames)
     if config.task == "tgt":
-        return profile_tgt(config, batch_size, train=train, repeats=repeats)
-    if config.task == "gpc":
-        if tgt_config is None:
-            raise ValueError("profiling a GPC config needs tgt_config (the matching TGT config)")
-        return profile_gpc(config, tgt_config, batch_size, train=train, repeats=repeats)
-    raise ValueError(f"config.task={config.task!r}: profiling knows 'tgt' and 'gpc'")
+        out.update(_tgt_costs(config, batch, repeats))
+    else:
+        out.update(_gpc_costs(config, tgt_config, batch, repeats))
+    if train:
+        _add_train(out, config, batch, repeats)
+    out["memory"]["device_peak_bytes"] = device_peak_memory()
+    return out
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

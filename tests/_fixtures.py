@@ -63,7 +63,9 @@ def subprocess_env(cache_dir: str, num_devices: int) -> dict[str, str]:
     """Environment for a subprocess with `num_devices` CPU devices and the shared cache.
 
     LLVM optimisation is off in subprocesses: it halves compile time, and the tiny programs run
-    in milliseconds either way.
+    in milliseconds either way. The flag costs no cache hits: another device count alone gives
+    every program (single-device ones too) a new cache key, so these subprocesses never share
+    the parent's entries.
     """
     env = dict(os.environ)
     env.update(

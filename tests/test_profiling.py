@@ -10,6 +10,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import time
 
 import _fixtures
 import flax.linen as nn
@@ -78,6 +79,20 @@ def test_attention_flops_match_analytic_count(implementation):
     by_hand = batch * length * (2 * 4 * dim * dim + 2 * 2 * length * dim)
     assert profiling.attention_flops(batch, length, dim) == by_hand
     assert flops == pytest.approx(by_hand, rel=0.1)
+
+
+def test_median_times_separates_wall_from_cpu_time():
+    wall, cpu_bound = profiling.median_times(lambda: time.sleep(0.02), repeats=3)
+    assert wall >= 0.02 and cpu_bound < 0.005  # sleeping takes time but no CPU
+
+    def spin():  # one thread busy for 20 ms of CPU time
+        end = time.process_time() + 0.02
+        while time.process_time() < end:
+            pass
+
+    wall, cpu_bound = profiling.median_times(spin, repeats=3)
+    assert wall >= 0.02
+    assert cpu_bound == pytest.approx(0.02 / os.cpu_count(), rel=0.25)
 
 
 def test_tgt_profile_has_sane_numbers():

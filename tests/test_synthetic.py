@@ -1,4 +1,5 @@
-"""Tests for gentg_jax/data/synthetic.py: motion, cameras, detector noise, examples."""
+"""Tests for gentg_jax/data/synthetic.py (motion, cameras, examples) and
+gentg_jax/data/detector_noise.py (the noise model and its scores)."""
 
 import dataclasses
 import itertools
@@ -8,6 +9,7 @@ import pytest
 
 from gentg_jax import camera, skeleton
 from gentg_jax.data import synthetic
+from gentg_jax.data.detector_noise import NoiseConfig, detector_noise
 
 SMALL = synthetic.SyntheticConfig(
     subjects=("S1", "S9"), actions=("Walking", "Sitting", "Eating"), frames_per_sequence=100
@@ -167,10 +169,8 @@ def test_joints_inside_the_image_most_of_the_time():
 def _noise(frames=3000, seed=0, **overrides):
     """Detector noise on fixed, well-separated keypoints in the middle of a 1000 x 1000 image."""
     keypoints = np.random.default_rng(123).uniform(300, 700, (1, 17, 2)).repeat(frames, axis=0)
-    config = dataclasses.replace(synthetic.SyntheticConfig(), **overrides)
-    noisy, scores = synthetic.detector_noise(
-        keypoints, (1000, 1000), np.random.default_rng(seed), config
-    )
+    config = NoiseConfig(**overrides)
+    noisy, scores = detector_noise(keypoints, (1000, 1000), np.random.default_rng(seed), config)
     assert noisy.shape == keypoints.shape and noisy.dtype == np.float32
     assert scores.shape == keypoints.shape[:2] and scores.dtype == np.float32
     return noisy - keypoints, scores, config
@@ -250,13 +250,13 @@ def test_bad_inputs_raise_clear_errors():
         synthetic.SyntheticConfig(subjects=("S2",))
     with pytest.raises(ValueError, match="actions"):
         synthetic.SyntheticConfig(actions=("Dancing",))
-    with pytest.raises(ValueError, match="occlusion_rate"):
+    with pytest.raises(ValueError, match="SyntheticConfig.occlusion_rate"):
         synthetic.SyntheticConfig(occlusion_rate=1.0)
+    with pytest.raises(ValueError, match="NoiseConfig.bad_score_max"):
+        NoiseConfig(bad_score_max=0.01)
     with pytest.raises(ValueError, match="source"):
         next(synthetic.generate_examples(SMALL, source="cpn"))
     with pytest.raises(ValueError, match="action"):
         _motion("Dancing")
     with pytest.raises(ValueError, match="keypoints_px"):
-        synthetic.detector_noise(
-            np.zeros((5, 16, 2)), (1000, 1000), np.random.default_rng(0), SMALL
-        )
+        detector_noise(np.zeros((5, 16, 2)), (1000, 1000), np.random.default_rng(0), SMALL)
