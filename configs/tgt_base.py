@@ -15,29 +15,31 @@ from gentg_jax import skeleton
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     variant = arg or "base"
     config = ml_collections.ConfigDict()
-    config.task = "tgt"
-    config.seed = 0
+    config.task = "tgt"  # which Task the loop trains ("tgt" | "gpc" | "e2e")
+    config.seed = 0  # parameter init, dropout and data-order seed
 
     config.data = ml_collections.ConfigDict()
-    config.data.name = "synthetic_h36m"
+    config.data.name = "synthetic_h36m"  # "synthetic_h36m[/gt]" or "h36m_lifting/<2D source>"
     config.data.data_dir = ""  # empty: $TFDS_DATA_DIR or ~/tensorflow_datasets
-    config.data.num_frames = 243
-    config.data.flip_augment = True
+    config.data.num_frames = 243  # T, frames per window (training and evaluation)
+    config.data.flip_augment = True  # random left/right flips of training windows
     config.data.test_flip = True  # test-time flip augmentation in evaluation
-    config.data.worker_count = 0
+    config.data.worker_count = 0  # background threads preparing training batches (0: synchronous)
 
     config.model = ml_collections.ConfigDict()
-    config.model.dim = 256
-    config.model.depth = 8
-    config.model.num_heads = 8
+    config.model.dim = 256  # token width
+    config.model.depth = 8  # spatial+temporal layer pairs
+    config.model.num_heads = 8  # attention heads
     # 1.5 keeps base at <= 0.6 GFLOP/frame (2.0 gives 0.64; XLA cost analysis, unrolled layers).
     config.model.mlp_ratio = 1.5
-    config.model.dropout = 0.0
-    config.model.drop_path = 0.1
-    config.model.max_frames = 243
-    config.model.use_limb_tokens = True
-    config.model.use_graph_bias = True
-    config.model.spatial_first = True
+    config.model.dropout = 0.0  # dropout rate (attention output and MLP)
+    config.model.drop_path = 0.1  # stochastic depth rate
+    config.model.max_frames = 243  # longest window the temporal embedding covers
+    config.model.use_limb_tokens = True  # ablation: 16 limb tokens beside the 17 joint tokens
+    config.model.use_graph_bias = (
+        True  # ablation: hop-distance attention bias in the spatial blocks
+    )
+    config.model.spatial_first = True  # ablation: spatial block before the temporal one in a layer
     config.model.remat = True  # rematerialise each scanned layer (training memory)
     config.model.scan_unroll = 1  # layers per scan iteration; depth = fully unrolled (FLOP counts)
     config.model.dtype = "float32"  # compute dtype: "float32" | "bfloat16"; params stay float32
@@ -46,42 +48,48 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.log_sigma_range = (-7.0, 1.0)  # clip of the predicted log sigma, metres
 
     config.loss = ml_collections.ConfigDict()
-    config.loss.joint_weights = (1.0,) * skeleton.NUM_JOINTS
-    config.loss.mpjpe = 1.0
-    config.loss.uncertainty = 0.1
-    config.loss.uncertainty_beta = 0.5
-    config.loss.bone = 0.1
-    config.loss.velocity = 0.5
+    config.loss.joint_weights = (
+        1.0,
+    ) * skeleton.NUM_JOINTS  # per-joint MPJPE weights, H36M-17 order
+    config.loss.mpjpe = 1.0  # weight of the weighted MPJPE
+    config.loss.uncertainty = 0.1  # weight of the beta-NLL term training log sigma
+    config.loss.uncertainty_beta = 0.5  # beta of the beta-NLL (0: plain NLL)
+    config.loss.bone = 0.1  # weight of joint-head vs limb-head bone consistency
+    config.loss.velocity = 0.5  # weight of the velocity error along frames
 
     config.train = ml_collections.ConfigDict()
-    config.train.num_steps = 100_000
-    config.train.batch_size = 64
-    config.train.learning_rate = 4e-4
-    config.train.warmup_steps = 1000
-    config.train.weight_decay = 0.01
-    config.train.grad_clip = 1.0
-    config.train.ema_decay = 0.999
-    config.train.log_every = 100
-    config.train.eval_every = 5000
-    config.train.checkpoint_every = 5000
-    config.train.keep_checkpoints = 3
+    config.train.num_steps = 100_000  # total optimiser steps (a resumed run continues up to it)
+    config.train.batch_size = 64  # global batch (split over hosts and devices)
+    config.train.learning_rate = 4e-4  # peak AdamW learning rate
+    config.train.warmup_steps = 1000  # linear warmup from 0
+    config.train.weight_decay = 0.01  # AdamW decoupled weight decay (matrices only)
+    config.train.grad_clip = 1.0  # global-norm gradient clipping
+    config.train.ema_decay = 0.999  # EMA of the parameters (evaluated and exported)
+    config.train.log_every = 100  # steps between metric logs (stdout, metrics.jsonl, TensorBoard)
+    config.train.eval_every = 5000  # steps between evaluations (0: never)
+    config.train.checkpoint_every = (
+        5000  # steps between checkpoints (0: only at evaluations and the end)
+    )
+    config.train.keep_checkpoints = 3  # latest checkpoints kept (plus the best by P1)
     config.train.parallel = "auto"  # "auto" | "single" | "pmap" | "sharded"
     config.train.final_lr_fraction = 0.01  # cosine decay ends at this fraction of learning_rate
-    config.train.adam_b1 = 0.9
-    config.train.adam_b2 = 0.999
+    config.train.adam_b1 = 0.9  # AdamW beta1
+    config.train.adam_b2 = 0.999  # AdamW beta2
 
     config.eval = ml_collections.ConfigDict()
-    config.eval.batch_size = 32
-    config.eval.split = "test"
+    config.eval.batch_size = 32  # global evaluation batch
+    config.eval.split = "test"  # TFDS split evaluated
     config.eval.max_windows = 0  # 0: every test window
 
     if variant == "tiny":
         config.data.num_frames = 27
         config.model.update(dim=64, depth=2, num_heads=4, max_frames=27, drop_path=0.0, remat=False)
+        # Small batches and a high learning rate: the fastest P1 per CPU-minute (quickstart).
         config.train.update(
             num_steps=2000,
-            batch_size=32,
-            warmup_steps=100,
+            batch_size=16,
+            learning_rate=2e-3,
+            warmup_steps=50,
             log_every=50,
             eval_every=500,
             checkpoint_every=500,

@@ -3,14 +3,20 @@
   python -m experiments.evaluate --workdir runs/tgt
   python -m experiments.evaluate --workdir runs/tgt --checkpoint latest \
       --config configs/tgt_base.py:tiny --config.data.test_flip=False
+  python -m experiments.evaluate --workdir runs/gpc --tgt_workdir runs/tgt
 Without --config the config saved with the checkpoint is used. Writes eval.json, eval.csv and
-eval.md (P1/P2/N-MPJPE in mm per action) and prints the Markdown table.
+eval.md (P1/P2/N-MPJPE in mm per action) and prints the Markdown table. A GPC or e2e workdir
+also gets the refinement tables (coarse TGT vs refined P1/P2 per aggregate, resampled joints and
+their errors, sigma-error correlation); --tgt_workdir pairs a GPC with a TGT other than the one
+in its saved config (e.g. a GPC trained from GT noise).
 """
 
 import jax
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from gentg_jax import checkpoint
 from gentg_jax.train import loop, parallel
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -19,6 +25,9 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training run directory.", required=True)
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", "best", "Checkpoint to evaluate: a step number, 'best' or 'latest'."
+)
+_TGT_WORKDIR = flags.DEFINE_string(
+    "tgt_workdir", None, "GPC workdirs: the TGT to refine (overrides config.tgt_workdir)."
 )
 _DISTRIBUTED = flags.DEFINE_bool(
     "jax_distributed", False, "Call jax.distributed.initialize() (multi-host runs)."
@@ -34,7 +43,13 @@ def main(argv: list[str]) -> None:
         "process %d/%d, devices: %s", jax.process_index(), jax.process_count(), jax.devices()
     )
     step = int(_CHECKPOINT.value) if _CHECKPOINT.value.isdigit() else _CHECKPOINT.value
-    _, written = loop.evaluate_checkpoint(_WORKDIR.value, step=step, config=_CONFIG.value)
+    config = _CONFIG.value
+    if _TGT_WORKDIR.value:
+        config = ml_collections.ConfigDict(
+            (config or checkpoint.load_config(_WORKDIR.value)).to_dict()
+        )
+        config.tgt_workdir = _TGT_WORKDIR.value
+    _, written = loop.evaluate_checkpoint(_WORKDIR.value, step=step, config=config)
     if written:
         print(written["markdown"], end="")
         logging.info(

@@ -24,7 +24,9 @@ from ml_collections import config_flags
 from gentg_jax import inference
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Inference config.", lock_config=True)
-_INPUT = flags.DEFINE_string("input", None, "2D keypoint npz (see the docstring).", required=True)
+# Checked in main rather than required=True, so that importing `run` (the quickstart does)
+# does not impose the flag on another program.
+_INPUT = flags.DEFINE_string("input", None, "2D keypoint npz (see the docstring).")
 _OUTPUT = flags.DEFINE_string("output", None, "Result npz (default: config.output).")
 
 
@@ -111,6 +113,8 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config = _CONFIG.value
+    if not _INPUT.value:
+        raise app.UsageError("--input is required: a 2D keypoint npz")
     output = _OUTPUT.value or config.output
     arrays = run(config, _INPUT.value, output)
     logging.info("wrote %s: %s", output, {k: v.shape for k, v in arrays.items()})

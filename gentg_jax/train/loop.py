@@ -129,7 +129,9 @@ def _evaluate_and_save(
     step = int(host_state.step)
     summary = {}
     if evaluate_now:
-        result = evaluation.evaluate_config(run.config, run.task.predict, host_state.ema_params)
+        result = evaluation.evaluate_config(
+            run.config, run.task.predict, host_state.ema_params, flip=run.task.evaluation_flip
+        )
         summary = result.summary
         if jax.process_index() == 0:
             written = evaluation.write_tables(
@@ -166,6 +168,7 @@ class _Run:
 def _setup(config: ml_collections.ConfigDict, workdir: str) -> tuple[_Run, state_lib.TrainState]:
     """Builds the run and its host state: fresh, or restored from the workdir's latest step."""
     task = tasks.get_task(config)
+    config = task.config  # as completed by the task (e2e embeds the TGT and GPC configs)
     parallel = parallel_lib.DataParallel(config.train.parallel)
     parallel.host_batch_size(config.train.batch_size)
     dataset, iterator = _train_data(config, config.train.batch_size)
@@ -258,7 +261,9 @@ def evaluate_checkpoint(
     saved_config, params = checkpoint.restore_params(workdir, step=resolved, ema=True)
     config = config if config is not None else saved_config
     task = tasks.get_task(config)
-    result = evaluation.evaluate_config(config, task.predict, params)
+    result = evaluation.evaluate_config(
+        task.config, task.predict, params, flip=task.evaluation_flip
+    )
     written = {}
     if jax.process_index() == 0:
         info = {

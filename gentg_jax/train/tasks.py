@@ -2,10 +2,14 @@
 
 A task builds its model(s) from the config and exposes four pure pieces the loop and the
 evaluation use: `init_params`, `loss_fn`, `predict` and `optimizer`. Tasks are chosen by
-`config.task` through `get_task`; other modules add theirs with `register_task`.
+`config.task` through `get_task`: "tgt" here, "gpc" and "e2e" in gentg_jax.train.gpc_tasks
+(imported on first use, since it imports this module); other modules add theirs with
+`register_task`. A task may complete its config (e2e embeds the saved TGT and GPC configs):
+the loop runs and saves `task.config`.
 """
 
 import abc
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -22,10 +26,17 @@ Batch = dict[str, Any]
 
 
 class Task(abc.ABC):
-    """One trainable problem. Subclasses are cheap to build and hold no arrays."""
+    """One trainable problem. Subclasses are cheap to build; the only arrays they may hold are
+    frozen, non-trainable parts (the GPC task's TGT)."""
 
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
+
+    @property
+    def evaluation_flip(self) -> bool:
+        """Whether evaluation averages `predict` with its prediction on the mirrored input
+        (config.data.test_flip); False for tasks whose predict applies the flip itself."""
+        return bool(self.config.data.test_flip)
 
     @abc.abstractmethod
     def init_params(self, rng: jax.Array, batch: Batch) -> PyTree:
@@ -81,6 +92,11 @@ class TGTTask(Task):
 
 
 _TASKS: dict[str, Callable[[ml_collections.ConfigDict], Task]] = {"tgt": TGTTask}
+# Tasks defined in modules that import this one: (module, class), imported by get_task.
+_LAZY_TASKS = {
+    "gpc": ("gentg_jax.train.gpc_tasks", "GPCTask"),
+    "e2e": ("gentg_jax.train.gpc_tasks", "E2ETask"),
+}
 
 
 def register_task(name: str, factory: Callable[[ml_collections.ConfigDict], Task]) -> None:
@@ -90,6 +106,10 @@ def register_task(name: str, factory: Callable[[ml_collections.ConfigDict], Task
 
 def get_task(config: ml_collections.ConfigDict) -> Task:
     """The task named by `config.task`."""
+    if config.task not in _TASKS and config.task in _LAZY_TASKS:
+        module, name = _LAZY_TASKS[config.task]
+        register_task(config.task, getattr(importlib.import_module(module), name))
     if config.task not in _TASKS:
-        raise ValueError(f"config.task={config.task!r} is unknown; known tasks: {sorted(_TASKS)}")
+        known = sorted({*_TASKS, *_LAZY_TASKS})
+        raise ValueError(f"config.task={config.task!r} is unknown; known tasks: {known}")
     return _TASKS[config.task](config)

@@ -1,0 +1,325 @@
+"""The generative pose corrector's tasks: GPC on a frozen TGT, and TGT + GPC fine-tuned together.
+
+  gpc  (configs/gpc_base.py) trains the PoseDenoiser. The coarse pose and log sigma it is
+       conditioned on come, inside the loss, from the frozen TGT checkpoint at
+       `config.tgt_workdir` (latest step, EMA parameters, rebuilt from its own saved config), or
+       with `config.train_from_gt_noise` from `diffusion.simulate_coarse` of the ground truth.
+       The TGT parameters are constants of the task, never trainable parameters or optimiser
+       state: the jitted/pmapped steps capture them (this JAX version embeds captured arrays in
+       the compiled program, a few MB for tgt_base; each device program holds one copy).
+  e2e  (configs/e2e_finetune.py) fine-tunes {'tgt': ..., 'gpc': ...}, both initialised from
+       their checkpoints, on the TGT's own loss plus the MPJPE of a one-step surrogate of the
+       refinement (see `E2ETask`).
+
+Both predict like gentg_jax.inference: the TGT's coarse pose, flip-averaged when
+config.data.test_flip, refined once by `diffusion.refine` with a fixed key; evaluation therefore
+must not flip-average again (`evaluation_flip` is False). Without a TGT (a GPC trained from GT
+noise and no tgt_workdir) evaluation refines a simulated coarse pose instead: a diagnostic of the
+denoiser, not a protocol number.
+"""
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from jax import lax
+
+from gentg_jax import checkpoint, diffusion, losses, skeleton
+from gentg_jax.data import pipeline
+from gentg_jax.models import gpc, tgt
+from gentg_jax.train import tasks
+
+PyTree = Any
+Batch = dict[str, Any]
+# Fixed offsets of the evaluation keys from config.seed (refinement noise, simulated coarse).
+_REFINE_KEY, _SIMULATE_KEY = 1, 2
+
+
+def load_tgt(workdir: str) -> tuple[ml_collections.ConfigDict, PyTree]:
+    """(saved config, EMA params) of the latest checkpoint of a TGT workdir."""
+    config, params = checkpoint.restore_params(workdir, step=None, ema=True)
+    if config.get("task", "tgt") != "tgt":
+        raise ValueError(f"{workdir} holds a {config.task!r} run; expected a TGT workdir")
+    return config, params
+
+
+def _tgt_outputs(model, params, keypoints_2d, scores, train=False, rng=None) -> dict:
+    rngs = {"dropout": rng} if rng is not None else {}
+    outputs, _ = model.apply({"params": params}, keypoints_2d, scores, train=train, rngs=rngs)
+    return outputs
+
+
+def coarse_pose(
+    model: tgt.TemporalGraphLimbTransformer, params: PyTree, batch: Batch, *, flip: bool
+) -> tuple[jax.Array, jax.Array]:
+    """The TGT's (joints_3d, log_sigma), averaged with its mirrored prediction when `flip` (as
+    evaluation and inference average the coarse pose)."""
+    out = _tgt_outputs(model, params, batch["keypoints_2d"], batch["scores"])
+    joints, log_sigma = out["joints_3d"], out["log_sigma"]
+    if flip:
+        mirrored = pipeline.flip_batch({k: batch[k] for k in ("keypoints_2d", "scores")})
+        out = _tgt_outputs(model, params, mirrored["keypoints_2d"], mirrored["scores"])
+        joints = 0.5 * (joints + pipeline.flip_poses(out["joints_3d"]))
+        log_sigma = 0.5 * (log_sigma + out["log_sigma"][..., skeleton.FLIP_PERMUTATION])
+    return joints, log_sigma
+
+
+def refine_outputs(
+    model: gpc.PoseDenoiser,
+    schedule: diffusion.Schedule,
+    refine_config: ml_collections.ConfigDict,
+    params: PyTree,
+    batch: Batch,
+    coarse: jax.Array,
+    log_sigma: jax.Array,
+    key: jax.Array,
+) -> dict[str, jax.Array]:
+    """`diffusion.refine` of the coarse pose -> the prediction dict evaluation reads.
+
+    Returns:
+      'joints_3d' (the deployable refined_3d), 'coarse_3d', 'log_sigma', 'refined_h1' (the
+      first hypothesis alone), 'refined_mean', 'refined_reproj' and 'resample_mask' (B, T, 17).
+    """
+    keypoints_2d = batch["keypoints_2d"]
+    denoise_fn = gpc.make_denoise_fn(model, params, keypoints_2d, coarse, log_sigma)
+    out = diffusion.refine(
+        denoise_fn,
+        schedule,
+        coarse,
+        log_sigma,
+        keypoints_2d,
+        batch["intrinsics"],
+        key,
+        config=refine_config,
+    )
+    return {
+        "joints_3d": out["refined_3d"],
+        "coarse_3d": coarse,
+        "log_sigma": log_sigma,
+        "refined_h1": out["hypotheses"][0],
+        "refined_mean": out["refined_mean"],
+        "refined_reproj": out["refined_reproj"],
+        "resample_mask": out["resample_mask"],
+    }
+
+
+def x0_objective(
+    x0_hat: jax.Array,
+    x0: jax.Array,
+    coarse: jax.Array,
+    frame_mask: jax.Array,
+    loss_config: ml_collections.ConfigDict,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The clean-pose loss of `diffusion.x0_loss` (weighted MPJPE + velocity error), computed
+    with `losses`' safe norms: the root's error is exactly 0 and jnp.linalg.norm's gradient there
+    is NaN. Metrics in mm, with the coarse pose's MPJPE for reference."""
+    mpjpe = losses.weighted_mpjpe(x0_hat, x0, frame_mask, loss_config.joint_weights)
+    velocity = losses.velocity_error(x0_hat, x0, frame_mask)
+    loss = loss_config.mpjpe * mpjpe + loss_config.velocity * velocity
+    return loss, {
+        "loss": loss,
+        "x0_mpjpe_mm": 1000.0 * mpjpe,
+        "x0_velocity_mm": 1000.0 * velocity,
+        "coarse_mpjpe_mm": 1000.0 * losses.weighted_mpjpe(coarse, x0, frame_mask),
+    }
+
+
+def _check_frames(config: ml_collections.ConfigDict, *models: Any) -> None:
+    for model in models:
+        if config.data.num_frames > model.max_frames:
+            raise ValueError(
+                f"config.data.num_frames={config.data.num_frames} exceeds the "
+                f"{type(model).__name__}'s max_frames={model.max_frames}"
+            )
+
+
+class GPCTask(tasks.Task):
+    """Trains the PoseDenoiser to predict the clean pose from its noised version, conditioned
+    on the 2D input and the (frozen TGT's or simulated) coarse pose and log sigma."""
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        super().__init__(config)
+        self.model = gpc.PoseDenoiser.from_config(config.model)
+        self.schedule = diffusion.make_schedule(config.diffusion)
+        if not 0 <= config.diffusion.max_train_timestep < self.schedule.num_steps:
+            raise ValueError(
+                f"config.diffusion.max_train_timestep={config.diffusion.max_train_timestep} "
+                f"is outside [0, {self.schedule.num_steps})"
+            )
+        self.tgt_model, self.tgt_params = None, None
+        if config.tgt_workdir:
+            tgt_config, params = load_tgt(config.tgt_workdir)
+            self.tgt_model = tgt.TemporalGraphLimbTransformer.from_config(tgt_config.model)
+            # Host numpy: captured as constants by every traced step, in any device layout.
+            self.tgt_params = params
+            _check_frames(config, self.tgt_model)
+        elif not config.train_from_gt_noise:
+            raise ValueError(
+                "config.tgt_workdir is empty and config.train_from_gt_noise is False: name a "
+                "TGT workdir, or train from simulated coarse poses (train_from_gt_noise=True)"
+            )
+        _check_frames(config, self.model)
+
+    @property
+    def evaluation_flip(self) -> bool:
+        return False  # predict refines the flip-averaged coarse pose itself
+
+    def init_params(self, rng: jax.Array, batch: Batch) -> PyTree:
+        pose = batch["pose_3d"][:1]
+        params_rng, dropout_rng = jax.random.split(rng)
+        variables = self.model.init(
+            {"params": params_rng, "dropout": dropout_rng},
+            pose,
+            jnp.zeros((1,), jnp.int32),
+            batch["keypoints_2d"][:1],
+            pose,
+            jnp.zeros(pose.shape[:-1]),
+        )
+        return variables["params"]
+
+    def _coarse(self, batch: Batch, key: jax.Array, simulate: bool) -> tuple[jax.Array, jax.Array]:
+        if simulate or self.tgt_model is None:
+            return diffusion.simulate_coarse(key, batch["pose_3d"], self.config.gt_noise)
+        # The coarse pose seen in training is distributed as the one refined at test time.
+        flip = bool(self.config.data.test_flip)
+        coarse, log_sigma = coarse_pose(self.tgt_model, self.tgt_params, batch, flip=flip)
+        return lax.stop_gradient(coarse), lax.stop_gradient(log_sigma)
+
+    def loss_fn(self, params, batch, rng, train):
+        coarse_rng, t_rng, noise_rng, dropout_rng = jax.random.split(rng, 4)
+        x0 = batch["pose_3d"]
+        coarse, log_sigma = self._coarse(batch, coarse_rng, self.config.train_from_gt_noise)
+        t = jax.random.randint(t_rng, x0.shape[:1], 0, self.config.diffusion.max_train_timestep + 1)
+        x_t = diffusion.q_sample(self.schedule, x0, t, jax.random.normal(noise_rng, x0.shape))
+        x0_hat, _ = self.model.apply(
+            {"params": params},
+            x_t,
+            t,
+            batch["keypoints_2d"],
+            coarse,
+            log_sigma,
+            train=train,
+            rngs={"dropout": dropout_rng},
+        )
+        return x0_objective(x0_hat, x0, coarse, batch["frame_mask"], self.config.loss)
+
+    def predict(self, params, batch):
+        seed_key = jax.random.PRNGKey(self.config.seed)
+        simulate_key = jax.random.fold_in(seed_key, _SIMULATE_KEY)
+        coarse, log_sigma = self._coarse(batch, simulate_key, simulate=False)
+        key = jax.random.fold_in(seed_key, _REFINE_KEY)
+        args = (self.model, self.schedule, self.config.refine, params, batch)
+        return refine_outputs(*args, coarse, log_sigma, key)
+
+
+def resolve_e2e_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The e2e config with the saved TGT and GPC configs embedded as config.tgt / config.gpc.
+
+    A config that already embeds them (one saved by an e2e run) is returned unchanged; otherwise
+    they are read from `gpc_workdir` and `tgt_workdir` (default: the GPC's saved tgt_workdir),
+    and the returned copy also records the TGT workdir used.
+    """
+    if "model" in config.tgt and "model" in config.gpc:
+        return config
+    if not config.gpc_workdir:
+        raise ValueError("config.gpc_workdir is empty: the e2e run starts from a GPC checkpoint")
+    gpc_config = checkpoint.load_config(config.gpc_workdir)
+    tgt_workdir = config.tgt_workdir or gpc_config.get("tgt_workdir", "")
+    if not tgt_workdir:
+        raise ValueError(
+            f"config.tgt_workdir is empty and the GPC at {config.gpc_workdir} was trained "
+            "without a TGT: set config.tgt_workdir"
+        )
+    tgt_config = checkpoint.load_config(tgt_workdir)
+    resolved = ml_collections.ConfigDict(config.to_dict())
+    resolved.tgt_workdir = tgt_workdir
+    resolved.tgt, resolved.gpc = tgt_config, gpc_config
+    return resolved
+
+
+class E2ETask(tasks.Task):
+    """TGT and GPC fine-tuned together; params {'tgt': ..., 'gpc': ...}.
+
+    Loss (config.loss): `tgt` x the TGT's own loss (config.tgt.loss) + `refined` x the weighted
+    MPJPE of a one-step refinement, a cheap differentiable surrogate of the K-step, H-hypothesis
+    sampler: the joints `diffusion.select_joints` picks are noised from the coarse pose to a level
+    t drawn uniformly within +-`t_jitter` (relative) of the uncertainty-tied start level of
+    `diffusion.start_timestep`, the denoiser predicts x0 in one pass, and the confident joints
+    are put back. Gradients reach the TGT through the noised coarse pose and the conditioning.
+    """
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        super().__init__(resolve_e2e_config(config))
+        config = self.config
+        self.tgt_model = tgt.TemporalGraphLimbTransformer.from_config(config.tgt.model)
+        self.gpc_model = gpc.PoseDenoiser.from_config(config.gpc.model)
+        self.schedule = diffusion.make_schedule(config.gpc.diffusion)
+        _check_frames(config, self.tgt_model, self.gpc_model)
+
+    @property
+    def evaluation_flip(self) -> bool:
+        return False  # predict refines the flip-averaged coarse pose itself
+
+    def init_params(self, rng: jax.Array, batch: Batch) -> PyTree:
+        del rng, batch  # both parts start from their checkpoints
+        _, tgt_params = load_tgt(self.config.tgt_workdir)
+        gpc_config, gpc_params = checkpoint.restore_params(self.config.gpc_workdir, ema=True)
+        if gpc_config.get("task") != "gpc":
+            raise ValueError(f"{self.config.gpc_workdir} is not a GPC workdir")
+        return {"tgt": tgt_params, "gpc": gpc_params}
+
+    def _one_step_refine(self, params, batch, coarse, log_sigma, rng, train):
+        refine_config = self.config.refine
+        t_rng, noise_rng, dropout_rng = jax.random.split(rng, 3)
+        sigma = lax.stop_gradient(log_sigma)
+        mask = diffusion.select_joints(sigma, refine_config)
+        t_start = diffusion.start_timestep(self.schedule, sigma, mask, refine_config)
+        jitter = self.config.loss.t_jitter
+        factor = jax.random.uniform(t_rng, t_start.shape, minval=1 - jitter, maxval=1 + jitter)
+        t = jnp.clip(jnp.round(t_start * factor), refine_config.t_min, refine_config.t_max)
+        t = t.astype(jnp.int32)
+        x_t = diffusion.q_sample(
+            self.schedule, coarse, t, jax.random.normal(noise_rng, coarse.shape)
+        )
+        x0_hat, _ = self.gpc_model.apply(
+            {"params": params},
+            x_t,
+            t,
+            batch["keypoints_2d"],
+            coarse,
+            log_sigma,
+            train=train,
+            rngs={"dropout": dropout_rng},
+        )
+        return jnp.where(mask[..., None], x0_hat, coarse), mask
+
+    def loss_fn(self, params, batch, rng, train):
+        tgt_rng, refine_rng = jax.random.split(rng)
+        outputs = _tgt_outputs(
+            self.tgt_model, params["tgt"], batch["keypoints_2d"], batch["scores"], train, tgt_rng
+        )
+        tgt_loss, tgt_metrics = losses.tgt_loss(outputs, batch, self.config.tgt.loss)
+        refined, mask = self._one_step_refine(
+            params["gpc"], batch, outputs["joints_3d"], outputs["log_sigma"], refine_rng, train
+        )
+        mask_f, target = batch["frame_mask"], batch["pose_3d"]
+        refined_error = losses.weighted_mpjpe(
+            refined, target, mask_f, self.config.loss.joint_weights
+        )
+        weights = self.config.loss
+        loss = weights.refined * refined_error + weights.tgt * tgt_loss
+        metrics = {f"tgt_{name}": value for name, value in tgt_metrics.items()}
+        metrics.update(
+            loss=loss,
+            refined_mpjpe_mm=1000.0 * losses.weighted_mpjpe(refined, target, mask_f),
+            resampled_fraction=jnp.mean(mask[..., 1:]),
+        )
+        return loss, metrics
+
+    def predict(self, params, batch):
+        flip = bool(self.config.data.test_flip)
+        coarse, log_sigma = coarse_pose(self.tgt_model, params["tgt"], batch, flip=flip)
+        key = jax.random.fold_in(jax.random.PRNGKey(self.config.seed), _REFINE_KEY)
+        args = (self.gpc_model, self.schedule, self.config.refine, params["gpc"], batch)
+        return refine_outputs(*args, coarse, log_sigma, key)
