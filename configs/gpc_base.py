@@ -49,16 +49,18 @@ def _sections(config: ml_collections.ConfigDict) -> None:
     config.model.dropout = 0.0
     config.model.drop_path = 0.0
     config.model.max_frames = 243
-    config.model.use_graph_bias = True
+    config.model.use_graph_bias = True  # hop-distance attention bias over the 17 joints
     config.model.spatial_first = True
-    config.model.adaln = True
-    config.model.predict_residual = True
+    config.model.adaln = (
+        True  # timestep conditioning by adaLN-Zero modulation (besides the added embedding)
+    )
+    config.model.predict_residual = True  # predict x0 as coarse + a zero-initialised correction
     config.model.remat = True
     config.model.dtype = "float32"  # compute dtype: "float32" | "bfloat16"; params stay float32
 
     config.diffusion = ml_collections.ConfigDict()
-    config.diffusion.num_train_steps = 1000
-    config.diffusion.schedule = "cosine"
+    config.diffusion.num_train_steps = 1000  # diffusion levels of the training schedule
+    config.diffusion.schedule = "cosine"  # noise schedule (Nichol & Dhariwal 2021)
     # Training draws t uniformly from [0, max_train_timestep]: refinement never starts above
     # refine.t_max, so higher levels would only spend capacity.
     config.diffusion.max_train_timestep = 400
@@ -68,12 +70,12 @@ def _sections(config: ml_collections.ConfigDict) -> None:
     config.refine.threshold = 0.05  # metres: resample joints with sigma above it
     config.refine.top_fraction = 0.25  # of the 16 non-root joints per frame
     config.refine.num_steps = 3  # K DDIM steps
-    config.refine.eta = 0.0
+    config.refine.eta = 0.0  # DDIM stochasticity (0: deterministic)
     config.refine.num_hypotheses = 4  # H
     # Start level: first t with sqrt((1 - ab) / ab) >= start_factor * max selected sigma.
     config.refine.start_factor = 1.5
-    config.refine.t_min = 10
-    config.refine.t_max = 400
+    config.refine.t_min = 10  # lowest start level
+    config.refine.t_max = 400  # highest start level (never from pure noise)
     config.refine.aggregation = "mean"  # deployable refined_3d: "mean" | "reproj"
 
     config.loss = ml_collections.ConfigDict()
@@ -82,10 +84,10 @@ def _sections(config: ml_collections.ConfigDict) -> None:
     config.loss.velocity = 0.5
 
     config.gt_noise = ml_collections.ConfigDict()
-    config.gt_noise.joint_std = _JOINT_STD
-    config.gt_noise.outlier_rate = 0.1
-    config.gt_noise.outlier_std = 0.15
-    config.gt_noise.sigma_floor = 0.01
+    config.gt_noise.joint_std = _JOINT_STD  # per-joint std (m) of the simulated lifter error
+    config.gt_noise.outlier_rate = 0.1  # fraction of joints given a gross simulated error
+    config.gt_noise.outlier_std = 0.15  # std (m) of a gross simulated error
+    config.gt_noise.sigma_floor = 0.01  # smallest simulated sigma (m)
     config.gt_noise.sigma_jitter = 0.2  # log-space std of the synthetic sigma's error
 
 
@@ -98,7 +100,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.task = "gpc"
     config.seed = 0
     config.tgt_workdir = ""  # the frozen TGT checkpoint; "" with train_from_gt_noise
-    config.train_from_gt_noise = True
+    config.train_from_gt_noise = (
+        True  # train on coarse poses simulated from the ground truth (no TGT needed)
+    )
     config.data = tgt.data
     _sections(config)
     config.train = tgt.train

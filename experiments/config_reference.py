@@ -48,9 +48,13 @@ def field_comments(source: str) -> dict[str, str]:
         path = _target_path(node.targets[0])
         if path is None:
             continue
-        line = lines[node.end_lineno - 1]
-        if "#" in line:
-            comments[path] = line.split("#", 1)[1].strip()
+        inline = [
+            line.split("#", 1)[1].strip()
+            for line in lines[node.lineno - 1 : node.end_lineno]
+            if "#" in line
+        ]
+        if inline:  # a long assignment may be wrapped, its comment on any of its lines
+            comments[path] = " ".join(inline)
             continue
         above = []  # a comment block right above the assignment
         index = node.lineno - 2
