@@ -34,7 +34,7 @@ _FRAMES = flags.DEFINE_integer("frames_per_sequence", 300, "Synthetic frames per
 _TGT_STEPS = flags.DEFINE_integer("tgt_steps", 800, "TGT training steps.")
 _GPC_STEPS = flags.DEFINE_integer("gpc_steps", 400, "GPC training steps.")
 _MAX_WINDOWS = flags.DEFINE_integer(
-    "max_windows", 400, "Test windows evaluated (whole sequences, every action; 0: all)."
+    "max_windows", 60, "Test windows evaluated (whole sequences, round-robin over actions; 0: all)."
 )
 
 
@@ -48,7 +48,7 @@ class Options:
     actions: tuple[str, ...] = synthetic.ACTIONS
     tgt_steps: int = 800
     gpc_steps: int = 400
-    max_windows: int = 400
+    max_windows: int = 60
     gif_frames: int = 100
 
 
