@@ -9,7 +9,6 @@ the train split back once, and prints a table. Only the sizes matter for the spe
 """
 
 import argparse
-import json
 import os
 import pathlib
 import platform
@@ -18,7 +17,7 @@ import time
 
 import numpy as np
 
-from gentg_jax import camera
+from gentg_jax import camera, files
 from gentg_jax.data import tfds_builders, videopose3d
 
 SUBJECTS = (*camera.TRAIN_SUBJECTS, *camera.TEST_SUBJECTS)
@@ -113,11 +112,7 @@ def main() -> None:
     for key in ("convert_frames_2d_per_s", "read_train_frames_per_s"):
         print(f"{key:<28}{result[key]:>16,.0f}")
     if args.json:
-        path = pathlib.Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        tmp.rename(path)
+        files.write_json(args.json, result)
 
 
 if __name__ == "__main__":

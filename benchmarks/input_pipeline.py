@@ -9,17 +9,14 @@ random arrays of the same shapes (`--source random`, quicker to make, equally fa
 
 import argparse
 import itertools
-import json
 import os
-import pathlib
 import platform
 import statistics
-import tempfile
 import time
 
 import numpy as np
 
-from gentg_jax import camera, skeleton
+from gentg_jax import camera, files, skeleton
 from gentg_jax.data import pipeline, synthetic
 
 
@@ -89,13 +86,6 @@ def measure(
     }
 
 
-def write_json(path: pathlib.Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
-        json.dump(payload, f, indent=2)
-    os.replace(f.name, path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", default="benchmarks/results/input_pipeline.json")
@@ -139,8 +129,8 @@ def main() -> None:
             f"{r['num_frames']:>5} {r['batch_size']:>6} {r['threads']:>8} "
             f"{r['windows_per_s']:>10.0f} {r['ms_per_batch']:>9.2f} {r['cpu_ms_per_batch']:>7.2f}"
         )
-    write_json(
-        pathlib.Path(args.json),
+    files.write_json(
+        args.json,
         {
             "source": args.source,
             "num_sequences": len(packed.lengths),

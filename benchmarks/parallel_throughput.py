@@ -20,17 +20,14 @@ the measured matmul rate.
 
 import argparse
 import datetime
-import json
 import os
-import pathlib
 import platform
-import tempfile
 
 import jax
 import jax.numpy as jnp
 
 from configs import tgt_base
-from gentg_jax import profiling
+from gentg_jax import files, profiling
 from gentg_jax.train import parallel, tasks
 
 # Dense bf16 tensor-core peaks (TFLOP/s) of the SXM parts: H200 has H100's compute.
@@ -130,13 +127,6 @@ def measure(args: argparse.Namespace, dtype: str, mode: str, forward_flops: floa
     return row
 
 
-def write_json(path: pathlib.Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
-        json.dump(payload, f, indent=2)
-    os.replace(f.name, path)
-
-
 def main() -> None:
     args = parse_args()
     if args.devices:
@@ -171,7 +161,7 @@ def main() -> None:
         **peak,
         "results": rows,
     }
-    write_json(pathlib.Path(args.json), payload)
+    files.write_json(args.json, payload)
     print(f"wrote {args.json}")
 
 

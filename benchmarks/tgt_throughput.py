@@ -14,15 +14,12 @@ measured on the same 2-core CPU machine kind.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import pathlib
-import tempfile
 
 import jax
 
 from configs import tgt_base
-from gentg_jax import profiling
+from gentg_jax import files, profiling
 from gentg_jax.train import parallel, tasks
 
 # MixSTE (PyTorch, float32) on this machine kind; the targets are twice these.
@@ -68,13 +65,6 @@ def print_table(results: dict) -> None:
     )
 
 
-def write_json(path: pathlib.Path, results: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
-        json.dump(results, f, indent=2)
-    os.replace(f.name, path)
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="base", help="tgt_base variant: tiny | base | large")
@@ -109,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
     results["train_b8_memory"] = memory_gib(train["memory"])
     results["reference_mixste"] = REFERENCE
     print_table(results)
-    write_json(pathlib.Path(args.json), results)
+    files.write_json(args.json, results)
     return results
 
 

@@ -15,24 +15,17 @@ variant of the same name, with a fine-tuning schedule.
 
 import ml_collections
 
-from configs import gpc_base, tgt_base
+from configs import gpc_base
 from gentg_jax import skeleton
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    variant = arg or "base"
-    if variant not in ("tiny", "base"):
-        raise ValueError(f"unknown variant {variant!r}; choose tiny or base")
-    tgt = tgt_base.get_config(variant)
-    config = ml_collections.ConfigDict()
-    config.task = "e2e"
-    config.seed = 0
+    variant, config = gpc_base.from_tgt_variant(arg, "e2e")
     config.tgt_workdir = ""  # "": the GPC's saved tgt_workdir
     config.gpc_workdir = ""  # required
     # Filled with the saved configs of the two workdirs when the run starts.
     config.tgt = ml_collections.ConfigDict()
     config.gpc = ml_collections.ConfigDict()
-    config.data = tgt.data
     config.refine = gpc_base.get_config(variant).refine
 
     config.loss = ml_collections.ConfigDict()
@@ -42,12 +35,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # The surrogate's noise level: the refinement start level times U(1 - t_jitter, 1 + t_jitter).
     config.loss.t_jitter = 0.25
 
-    config.train = tgt.train
     # Fine-tuning: a tenth of the from-scratch learning rate, short warmup, few steps.
     config.train.update(
-        learning_rate=0.1 * tgt.train.learning_rate,
-        num_steps=tgt.train.num_steps // 10,
-        warmup_steps=tgt.train.warmup_steps // 10,
+        learning_rate=0.1 * config.train.learning_rate,
+        num_steps=config.train.num_steps // 10,
+        warmup_steps=config.train.warmup_steps // 10,
     )
-    config.eval = tgt.eval
     return config

@@ -64,6 +64,10 @@ def _sections(config: ml_collections.ConfigDict) -> None:
     # Training draws t uniformly from [0, max_train_timestep]: refinement never starts above
     # refine.t_max, so higher levels would only spend capacity.
     config.diffusion.max_train_timestep = 400
+    # Fraction of training windows whose x_t noises the coarse pose instead of the ground truth.
+    # Refinement starts from the noised coarse pose, so 1.0 trains on exactly what it will see;
+    # 0.0 is the textbook objective (noise the clean target).
+    config.diffusion.coarse_start_fraction = 1.0
 
     config.refine = ml_collections.ConfigDict()
     config.refine.selection = "threshold"  # "threshold" | "top_fraction"
@@ -91,22 +95,29 @@ def _sections(config: ml_collections.ConfigDict) -> None:
     config.gt_noise.sigma_jitter = 0.2  # log-space std of the synthetic sigma's error
 
 
-def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+def from_tgt_variant(arg: str | None, task: str) -> tuple[str, ml_collections.ConfigDict]:
+    """The variant `arg` names (tiny or base; default base) and a new config for `task` (seed 0)
+    with the data, train and eval sections of configs/tgt_base.py's variant of that name."""
     variant = arg or "base"
     if variant not in ("tiny", "base"):
         raise ValueError(f"unknown variant {variant!r}; choose tiny or base")
     tgt = tgt_base.get_config(variant)
     config = ml_collections.ConfigDict()
-    config.task = "gpc"
+    config.task = task
     config.seed = 0
+    config.data = tgt.data
+    config.train = tgt.train
+    config.eval = tgt.eval
+    return variant, config
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    variant, config = from_tgt_variant(arg, "gpc")
     config.tgt_workdir = ""  # the frozen TGT checkpoint; "" with train_from_gt_noise
     config.train_from_gt_noise = (
         True  # train on coarse poses simulated from the ground truth (no TGT needed)
     )
-    config.data = tgt.data
     _sections(config)
-    config.train = tgt.train
-    config.eval = tgt.eval
     if variant == "tiny":
-        config.model.update(dim=32, depth=2, max_frames=tgt.data.num_frames, remat=False)
+        config.model.update(dim=32, depth=2, max_frames=config.data.num_frames, remat=False)
     return config

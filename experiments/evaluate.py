@@ -11,45 +11,34 @@ their errors, sigma-error correlation); --tgt_workdir pairs a GPC with a TGT oth
 in its saved config (e.g. a GPC trained from GT noise).
 """
 
-import jax
 import ml_collections
 from absl import app, flags, logging
-from ml_collections import config_flags
 
+from experiments import _cli
 from gentg_jax import checkpoint
-from gentg_jax.train import loop, parallel
+from gentg_jax.train import loop
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Optional config file[:variant] overriding the saved one.", lock_config=True
+_RUN = _cli.define_run_flags(
+    None, "Optional config file[:variant] overriding the saved one.", "Training run directory."
 )
-_WORKDIR = flags.DEFINE_string("workdir", None, "Training run directory.", required=True)
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", "best", "Checkpoint to evaluate: a step number, 'best' or 'latest'."
 )
 _TGT_WORKDIR = flags.DEFINE_string(
     "tgt_workdir", None, "GPC workdirs: the TGT to refine (overrides config.tgt_workdir)."
 )
-_DISTRIBUTED = flags.DEFINE_bool(
-    "jax_distributed", False, "Call jax.distributed.initialize() (multi-host runs)."
-)
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if _DISTRIBUTED.value:
-        parallel.initialize_distributed()
-    logging.info(
-        "process %d/%d, devices: %s", jax.process_index(), jax.process_count(), jax.devices()
-    )
+    _cli.start(argv, _RUN)
     step = int(_CHECKPOINT.value) if _CHECKPOINT.value.isdigit() else _CHECKPOINT.value
-    config = _CONFIG.value
+    config = _RUN.config.value
     if _TGT_WORKDIR.value:
         config = ml_collections.ConfigDict(
-            (config or checkpoint.load_config(_WORKDIR.value)).to_dict()
+            (config or checkpoint.load_config(_RUN.workdir.value)).to_dict()
         )
         config.tgt_workdir = _TGT_WORKDIR.value
-    _, written = loop.evaluate_checkpoint(_WORKDIR.value, step=step, config=config)
+    _, written = loop.evaluate_checkpoint(_RUN.workdir.value, step=step, config=config)
     if written:
         print(written["markdown"], end="")
         logging.info(

@@ -6,32 +6,11 @@ The TGT is the GPC's (its saved tgt_workdir) unless --config.tgt_workdir names a
 Multi-host: run the same command on every host with --jax_distributed.
 """
 
-import jax
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import app
 
-from gentg_jax.train import loop, parallel
+from experiments import _cli
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/e2e_finetune.py", "Training config file[:variant].", lock_config=True
-)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, logs).", required=True)
-_DISTRIBUTED = flags.DEFINE_bool(
-    "jax_distributed", False, "Call jax.distributed.initialize() (multi-host runs)."
-)
-
-
-def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if _DISTRIBUTED.value:
-        parallel.initialize_distributed()
-    logging.info(
-        "process %d/%d, devices: %s", jax.process_index(), jax.process_count(), jax.devices()
-    )
-    result = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-    logging.info("final eval: %s", result.eval_metrics)
-
+main = _cli.training_main("configs/e2e_finetune.py")
 
 if __name__ == "__main__":
     app.run(main)

@@ -12,16 +12,14 @@ image_size, coarse_3d, uncertainty and, when refining, refined_3d; experiments/v
 reads it.
 """
 
-import os
 import pathlib
-import tempfile
 
 import ml_collections
 import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from gentg_jax import inference
+from gentg_jax import files, inference
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Inference config.", lock_config=True)
 # Checked in main rather than required=True, so that importing `run` (the quickstart does)
@@ -68,20 +66,6 @@ def read_input(path: str, video: str = "") -> dict:
     return {**found, "keypoints": keypoints, "scores": found.get("scores")}
 
 
-def write_result(path: str, arrays: dict) -> None:
-    """np.savez to a temporary file beside `path`, then an atomic rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".infer-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def run(config: ml_collections.ConfigDict, input_path: str, output_path: str) -> dict:
     """Reads `input_path`, predicts, writes `output_path`; returns the written arrays."""
     if not config.checkpoint:
@@ -105,7 +89,8 @@ def run(config: ml_collections.ConfigDict, input_path: str, output_path: str) ->
         keypoints[0], scores[0], size[0], refine=config.refine, seed=config.seed
     )
     arrays = {"keypoints_2d": keypoints[0], "scores": scores[0], "image_size": size[0], **outputs}
-    write_result(output_path, arrays)
+    with files.atomic_path(output_path) as tmp, tmp.open("wb") as f:
+        np.savez(f, **arrays)  # to a file object: savez would add .npz to any other suffix
     return arrays
 
 

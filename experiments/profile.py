@@ -9,10 +9,7 @@ config.tgt_workdir when that directory exists, else configs/tgt_base.py of the s
 Prints a table; --json writes the same numbers (gentg_jax.profiling).
 """
 
-import json
 import os
-import pathlib
-import tempfile
 
 import jax
 import ml_collections
@@ -20,7 +17,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from configs import tgt_base
-from gentg_jax import checkpoint, profiling
+from gentg_jax import checkpoint, files, profiling
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/tgt_base.py", "TGT or GPC config file[:variant].", lock_config=True
@@ -45,15 +42,6 @@ def tgt_config_for(config: ml_collections.ConfigDict, config_arg: str) -> ml_col
     return tgt_base.get_config(variant or None)
 
 
-def write_json(path: str, payload: dict) -> None:
-    """json.dump to a temporary file beside `path`, then an atomic rename."""
-    target = pathlib.Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=target.parent, suffix=".tmp", delete=False) as f:
-        json.dump(payload, f, indent=2)
-    os.replace(f.name, target)
-
-
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -71,7 +59,7 @@ def main(argv: list[str]) -> None:
     result = {"config": config_arg, **result}
     print(profiling.format_table(result), flush=True)
     if _JSON.value:
-        write_json(_JSON.value, result)
+        files.write_json(_JSON.value, result)
         logging.info("wrote %s", _JSON.value)
 
 

@@ -25,7 +25,7 @@ from absl import app, flags, logging
 
 from configs import gpc_base, infer_offline, tgt_base
 from experiments import infer
-from gentg_jax import viz
+from gentg_jax import files, viz
 from gentg_jax.data import synthetic, tfds_builders
 from gentg_jax.train import loop
 
@@ -113,7 +113,8 @@ def write_test_sequence(data_dir: str, path: str) -> dict[str, np.ndarray]:
         "scores": example["scores"],
         "image_size": example["image_size"],
     }
-    np.savez(path, **arrays)
+    with files.atomic_path(path) as tmp:
+        np.savez(tmp, **arrays)
     pose = np.asarray(example["pose_3d"])
     return {"ground_truth_3d": pose - pose[:, :1]}
 

@@ -10,13 +10,14 @@ evaluation metric `p1` (MPJPE, lower is better) among those saved with metrics.
 import json
 import os
 import pathlib
-import tempfile
 from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+
+from gentg_jax import files
 
 PyTree = Any
 CONFIG_FILE = "config.json"
@@ -36,16 +37,10 @@ def config_to_dict(config: ml_collections.ConfigDict | dict) -> dict[str, Any]:
 
 
 def save_config(directory: str | os.PathLike, config: ml_collections.ConfigDict) -> pathlib.Path:
-    """Writes `directory/config.json` atomically (temp file, then rename)."""
-    directory = pathlib.Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(config_to_dict(config), indent=2, sort_keys=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{CONFIG_FILE}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text + "\n")
-    path = directory / CONFIG_FILE
-    os.replace(tmp, path)
-    return path
+    """Writes `directory/config.json` atomically."""
+    return files.write_json(
+        pathlib.Path(directory) / CONFIG_FILE, config_to_dict(config), sort_keys=True
+    )
 
 
 def load_config(path: str | os.PathLike) -> ml_collections.ConfigDict:

@@ -81,32 +81,16 @@ def q_sample(schedule: Schedule, x0: jax.Array, t: jax.Array, noise: jax.Array) 
     return jnp.sqrt(ab) * x0 + jnp.sqrt(1 - ab) * noise
 
 
-def x0_loss(
-    x0_hat: jax.Array,
-    x0: jax.Array,
-    frame_mask: jax.Array,
-    loss_config: ml_collections.ConfigDict,
-) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Clean-pose objective: weighted MPJPE plus velocity error, both masked by frame_mask.
-
-    Args:
-      x0_hat: (B, T, J, 3) the denoiser's clean-pose prediction.
-      x0: (B, T, J, 3) target root-relative pose.
-      frame_mask: (B, T) 1 for frames that count.
-      loss_config: fields mpjpe, velocity (weights) and joint_weights (J,).
-
-    Returns:
-      (scalar loss, {'loss', 'x0_mpjpe', 'x0_velocity'}).
-    """
-    weights = jnp.asarray(loss_config.joint_weights, jnp.float32)
-    weights = weights / weights.mean()
-    err = jnp.linalg.norm(x0_hat - x0, axis=-1)  # (B, T, J)
-    mpjpe = jnp.sum((err * weights).mean(-1) * frame_mask) / jnp.maximum(frame_mask.sum(), 1.0)
-    vel_err = jnp.linalg.norm(jnp.diff(x0_hat, axis=1) - jnp.diff(x0, axis=1), axis=-1).mean(-1)
-    vel_mask = frame_mask[:, 1:] * frame_mask[:, :-1]
-    velocity = jnp.sum(vel_err * vel_mask) / jnp.maximum(vel_mask.sum(), 1.0)
-    loss = loss_config.mpjpe * mpjpe + loss_config.velocity * velocity
-    return loss, {"loss": loss, "x0_mpjpe": mpjpe, "x0_velocity": velocity}
+def training_start(
+    key: jax.Array, x0: jax.Array, coarse: jax.Array, coarse_fraction: float
+) -> jax.Array:
+    """The pose a training x_t noises: per window, `coarse` with probability coarse_fraction,
+    else the clean target x0. Refinement noises the coarse pose, never the (unknown) x0, so
+    training from the coarse pose matches its inputs; x0 and coarse are (B, ..., 3)."""
+    if not 0.0 <= coarse_fraction <= 1.0:
+        raise ValueError(f"coarse_start_fraction must be in [0, 1], got {coarse_fraction}")
+    from_coarse = jax.random.uniform(key, x0.shape[:1]) < coarse_fraction
+    return jnp.where(_expand(from_coarse, x0.ndim), coarse, x0)
 
 
 def ddim_timesteps(t_start: jax.Array, num_steps: int) -> jax.Array:

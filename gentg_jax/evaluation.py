@@ -30,7 +30,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from gentg_jax import metrics, skeleton
+from gentg_jax import files, metrics, skeleton
 from gentg_jax.data import pipeline
 
 PyTree = Any
@@ -418,14 +418,6 @@ def evaluate_config(
     return evaluate(predict, params, batches, flip=flip, deployable=deployable)
 
 
-def _atomic_write(path: str, text: str) -> None:
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _csv_text(tables: Mapping[str, metrics.ProtocolTable]) -> str:
     actions = sorted({a for t in tables.values() for a in t.actions}, key=str.lower)
     lines = [["metric", *actions, "Avg"]]
@@ -488,7 +480,7 @@ def write_tables(
         if result.correlation is not None:
             csv_tables[CORRELATION] = result.correlation
     markdown = _markdown(result)
-    _atomic_write(paths["json"], json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    _atomic_write(paths["csv"], _csv_text(csv_tables))
-    _atomic_write(paths["md"], markdown)
+    files.write_text(paths["json"], json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    files.write_text(paths["csv"], _csv_text(csv_tables))
+    files.write_text(paths["md"], markdown)
     return {**paths, "markdown": markdown}

@@ -5,12 +5,11 @@
   out = predictor.predict(keypoints_2d, scores, image_size=(1000, 1002), layout="coco")
   out["coarse_3d"], out["uncertainty"], out.get("refined_3d")
 
-A sequence is cut into windows of the model's T frames (stride `window_stride`, the last window
-aligned to the sequence end; a sequence shorter than T is edge-padded at its end), the windows
-are lifted in batches by one jitted function that takes the parameters as an argument, and the
-overlapping window outputs are blended with Hann weights. Test-time flip averaging of the coarse
-pose follows the saved config (`data.test_flip`), as in evaluation; the corrector then refines
-the averaged coarse pose.
+Input checking and conversion live in `inference_inputs` (`prepare_keypoints` and
+`generic_intrinsics` are re-exported here), sliding windows and their blending in
+`inference_windows`. The windows are lifted in batches by one jitted function that takes the
+parameters as an argument. Test-time flip averaging of the coarse pose follows the saved config
+(`data.test_flip`), as in evaluation; the corrector then refines the averaged coarse pose.
 
 Workdir kinds (`config.task` of the saved config):
   tgt  coarse poses only; refine=True is an error.
@@ -24,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import pathlib
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -32,194 +31,14 @@ import ml_collections
 import numpy as np
 
 from gentg_jax import camera as camera_lib
-from gentg_jax import checkpoint, diffusion, skeleton
-from gentg_jax.data import pipeline
+from gentg_jax import checkpoint, diffusion, inference_windows, skeleton
+from gentg_jax.inference_inputs import camera_intrinsics, generic_intrinsics, prepare_keypoints
 from gentg_jax.models import gpc, tgt
 
+__all__ = ["Predictor", "generic_intrinsics", "load_predictor", "prepare_keypoints"]
+
 PyTree = Any
-LAYOUTS = ("h36m", "coco")
 _J = skeleton.NUM_JOINTS
-_FLIP = np.asarray(skeleton.FLIP_PERMUTATION)
-
-
-def generic_intrinsics(image_size: Any) -> np.ndarray:
-    """Normalised intrinsics (..., 9) of a generic pinhole camera for images of (..., 2) = (w, h).
-
-    The principal point is the image centre, there is no distortion and the focal length in
-    pixels equals the image's larger side (about a 53 degree field of view along it). Only the
-    reprojection-based hypothesis aggregation and root estimate of refinement use a camera.
-    """
-    size = np.asarray(image_size, np.float32)
-    focal = 2.0 * size.max(-1) / size[..., 0]  # pixels / w * 2, as normalised coordinates are
-    out = np.zeros(size.shape[:-1] + (9,), np.float32)
-    out[..., 0] = out[..., 1] = focal
-    return out
-
-
-def window_starts(length: int, num_frames: int, stride: int) -> np.ndarray:
-    """First frames of the windows covering `length` frames: every `stride` frames from 0, plus
-    one aligned to the end when needed; a single window at 0 when length <= num_frames."""
-    if not 1 <= stride <= num_frames:
-        raise ValueError(f"window stride must be in [1, {num_frames}], got {stride}")
-    last = max(length - num_frames, 0)
-    starts = list(range(0, last + 1, stride))
-    if starts[-1] != last:
-        starts.append(last)
-    return np.asarray(starts, np.int32)
-
-
-def blend_weights(num_frames: int) -> np.ndarray:
-    """(T,) strictly positive Hann weights for averaging overlapping window outputs."""
-    return np.sin(np.pi * (np.arange(num_frames) + 1) / (num_frames + 1)) ** 2
-
-
-def _float_array(value: Any, name: str) -> np.ndarray:
-    try:
-        return np.asarray(value, np.float32)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{name} must be a numeric array: {error}") from error
-
-
-def _check_keypoints(keypoints: np.ndarray, scores: np.ndarray | None) -> None:
-    shape = keypoints.shape
-    if keypoints.ndim not in (3, 4):
-        raise ValueError(f"keypoints_2d of shape {shape} is not (T, 17, 2) or (B, T, 17, 2)")
-    problems = (
-        (shape[-2] != _J, "needs 17 joints per frame, H36M (layout='h36m') or COCO ('coco')"),
-        (shape[-1] != 2, "must hold (x, y) pixels in its last axis (scores go in scores=)"),
-        (0 in shape, "is empty: there are no frames to lift"),
-    )
-    for bad, message in problems:
-        if bad:
-            raise ValueError(f"keypoints_2d of shape {shape} {message}")
-    if scores is not None and scores.shape != keypoints.shape[:-1]:
-        raise ValueError(
-            f"scores shape {scores.shape} does not match keypoints_2d {keypoints.shape}; "
-            f"expected {keypoints.shape[:-1]}"
-        )
-    if scores is not None and not np.all(np.isfinite(scores)):
-        raise ValueError("scores contain NaN or inf; use 0 for missing joints")
-
-
-def _image_sizes(image_size: Any, batch: int) -> np.ndarray:
-    if image_size is None:
-        raise ValueError("image_size=(w, h) in pixels is required: keypoints are normalised by it")
-    size = _float_array(image_size, "image_size")
-    if size.shape not in ((2,), (batch, 2)) or not np.all(np.isfinite(size) & (size > 0)):
-        raise ValueError(f"image_size must be (w, h) > 0, or one per sequence (B, 2); got {size}")
-    return np.broadcast_to(size, (batch, 2)).copy()
-
-
-def _fill_missing(keypoints: np.ndarray, scores: np.ndarray, size: np.ndarray) -> None:
-    """In place: non-finite joints get score 0 and the mean of the frame's valid joints (the
-    image centre when none is valid), so they are harmless inputs the model sees as missing."""
-    valid = np.all(np.isfinite(keypoints), axis=-1)
-    count = valid.sum(-1, keepdims=True)[..., None]
-    total = np.where(valid[..., None], keypoints, 0.0).sum(-2, keepdims=True)
-    centre = np.broadcast_to((size / 2)[:, None, None, :], total.shape)
-    fill = np.where(count > 0, total / np.maximum(count, 1), centre)
-    keypoints[:] = np.where(valid[..., None], keypoints, fill)
-    scores[:] = np.where(valid, scores, 0.0)
-
-
-def prepare_keypoints(
-    keypoints_2d: Any, scores: Any = None, image_size: Any = None, layout: str = "h36m"
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Validated H36M-order pixel keypoints with missing (NaN) joints filled in.
-
-    Args:
-      keypoints_2d: (T, 17, 2) or (B, T, 17, 2) pixels in `layout` order; NaN marks a missing
-        joint (allowed only with `scores`; it gets score 0).
-      scores: optional confidences (T, 17) / (B, T, 17); None means all ones.
-      image_size: (w, h), or (B, 2) per sequence.
-      layout: "h36m" or "coco" (COCO-17 detector order, converted by skeleton.coco_to_h36m).
-
-    Returns:
-      (keypoints (B, T, 17, 2), scores (B, T, 17), image sizes (B, 2)), float32, always batched.
-    """
-    keypoints = _float_array(keypoints_2d, "keypoints_2d")
-    given = scores is not None
-    scores = _float_array(scores, "scores") if given else None
-    _check_keypoints(keypoints, scores)
-    if keypoints.ndim == 3:
-        keypoints, scores = keypoints[None], (scores[None] if given else None)
-    if scores is None:
-        scores = np.ones(keypoints.shape[:-1], np.float32)
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout={layout!r}; use 'h36m' or 'coco'")
-    if layout == "coco":
-        keypoints, scores = skeleton.coco_to_h36m(keypoints, scores)
-    size = _image_sizes(image_size, keypoints.shape[0])
-    keypoints, scores = np.array(keypoints, np.float32), np.array(scores, np.float32)
-    missing = ~np.all(np.isfinite(keypoints), axis=-1)
-    if missing.any() and not given:
-        where = tuple(int(i[0]) for i in np.nonzero(missing))
-        raise ValueError(
-            f"keypoints_2d has {int(missing.sum())} non-finite joints (first at sequence, frame, "
-            f"joint {where}); pass scores to treat them as missing, or fill them in"
-        )
-    _fill_missing(keypoints, scores, size)
-    return keypoints, scores, size
-
-
-class _Refiner(NamedTuple):
-    model: gpc.PoseDenoiser
-    schedule: diffusion.Schedule
-    config: ml_collections.ConfigDict
-
-
-def _coarse(model, params, keypoints_2d, scores, flip: bool):
-    outputs, _ = model.apply({"params": params}, keypoints_2d, scores, train=False)
-    joints, log_sigma = outputs["joints_3d"], outputs["log_sigma"]
-    if flip:  # as evaluation: average with the mirrored input's prediction, mirrored back
-        mirrored, _ = model.apply(
-            {"params": params}, pipeline.flip_poses(keypoints_2d), scores[..., _FLIP], train=False
-        )
-        joints = 0.5 * (joints + pipeline.flip_poses(mirrored["joints_3d"]))
-        log_sigma = 0.5 * (log_sigma + mirrored["log_sigma"][..., _FLIP])
-    return joints, log_sigma
-
-
-def _refine_window(refiner: _Refiner, params, coarse, log_sigma, keypoints_2d, intrinsics, key):
-    """Refines one window (T, 17, ...); vmapped so that every window has its own noise."""
-    coarse, log_sigma, keypoints_2d = coarse[None], log_sigma[None], keypoints_2d[None]
-    denoise_fn = gpc.make_denoise_fn(refiner.model, params, keypoints_2d, coarse, log_sigma)
-    args = (denoise_fn, refiner.schedule, coarse, log_sigma, keypoints_2d, intrinsics[None], key)
-    return diffusion.refine(*args, config=refiner.config)["refined_3d"][0]
-
-
-def window_outputs(
-    params: PyTree,
-    keypoints_2d: jax.Array,
-    scores: jax.Array,
-    intrinsics: jax.Array,
-    window_ids: jax.Array,
-    seed: jax.Array,
-    *,
-    tgt_model: tgt.TemporalGraphLimbTransformer,
-    flip: bool,
-    refiner: _Refiner | None = None,
-) -> dict[str, jax.Array]:
-    """Predictions for a batch of windows (pure; jit it with params as an argument).
-
-    Args:
-      params: {'tgt': ..., 'gpc': ... (when refining)}.
-      keypoints_2d: (N, T, 17, 2) normalised; scores (N, T, 17); intrinsics (N, 9) normalised.
-      window_ids: (N,) int: window n's noise key is fold_in(PRNGKey(seed), window_ids[n]).
-      seed: int scalar.
-
-    Returns:
-      'coarse_3d' (N, T, 17, 3), 'uncertainty' (N, T, 17) sigma in metres and, with a refiner,
-      'refined_3d' (N, T, 17, 3).
-    """
-    coarse, log_sigma = _coarse(tgt_model, params["tgt"], keypoints_2d, scores, flip)
-    out = {"coarse_3d": coarse, "uncertainty": jnp.exp(log_sigma)}
-    if refiner is not None:
-        base = jax.random.PRNGKey(seed)
-        keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(window_ids)
-        refine_fn = functools.partial(_refine_window, refiner, params["gpc"])
-        out["refined_3d"] = jax.vmap(refine_fn)(coarse, log_sigma, keypoints_2d, intrinsics, keys)
-    return out
 
 
 def _check_params(what: str, model: Any, params: PyTree, *inputs: Any) -> None:
@@ -236,18 +55,6 @@ def _check_params(what: str, model: Any, params: PyTree, *inputs: Any) -> None:
             f"the {what} parameters do not fit the model of the saved config: missing "
             f"{missing[:3]}, unexpected {unexpected[:3]}, wrong shapes {wrong[:3]}"
         )
-
-
-def _blend(values: np.ndarray, starts: np.ndarray, length: int, weights: np.ndarray) -> np.ndarray:
-    """(B, W, T, ...) window outputs -> (B, length, ...) weighted average over covering windows."""
-    trailing = (1,) * (values.ndim - 3)
-    total = np.zeros((values.shape[0], length) + values.shape[3:], np.float64)
-    norm = np.zeros(length, np.float64)
-    for index, start in enumerate(starts):
-        n = min(len(weights), length - start)
-        total[:, start : start + n] += weights[:n].reshape((n,) + trailing) * values[:, index, :n]
-        norm[start : start + n] += weights[:n]
-    return (total / norm.reshape((length,) + trailing)).astype(np.float32)
 
 
 class Predictor:
@@ -280,7 +87,8 @@ class Predictor:
         self.num_frames = int(tgt_config.data.num_frames)
         self.flip = bool(tgt_config.data.get("test_flip", True) if flip is None else flip)
         self.window_stride = int(window_stride or max(self.num_frames // 2, 1))
-        window_starts(self.num_frames, self.num_frames, self.window_stride)  # validates it
+        # Called for its check of the stride against T.
+        inference_windows.window_starts(self.num_frames, self.num_frames, self.window_stride)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)
@@ -293,7 +101,8 @@ class Predictor:
             pose = jnp.zeros(x.shape[:-1] + (3,))
             _check_params("GPC", model, gpc_params, pose, 0, x, pose, scores)
             schedule = diffusion.make_schedule(gpc_config.diffusion)
-            self._refiner = _Refiner(model, schedule, refine_config or gpc_config.refine)
+            refine_config = refine_config or gpc_config.refine
+            self._refiner = inference_windows.Refiner(model, schedule, refine_config)
             params["gpc"] = gpc_params
         self.params = jax.device_put(params)
         self.trace_count = 0
@@ -317,7 +126,7 @@ class Predictor:
     def _function(self, refine: bool):
         if refine not in self._functions:
             fn = functools.partial(
-                window_outputs,
+                inference_windows.window_outputs,
                 tgt_model=self._tgt_model,
                 flip=self.flip,
                 refiner=self._refiner if refine else None,
@@ -410,9 +219,10 @@ class Predictor:
         normalised = camera_lib.normalize_screen_coordinates(
             keypoints, size_b[..., 0], size_b[..., 1]
         )
-        intrinsics = _camera(camera, size)
-        starts = window_starts(length, self.num_frames, int(stride or self.window_stride))
-        frames = np.minimum(starts[:, None] + np.arange(self.num_frames), length - 1)
+        intrinsics = camera_intrinsics(camera, size)
+        stride = int(stride or self.window_stride)
+        starts = inference_windows.window_starts(length, self.num_frames, stride)
+        frames = inference_windows.window_frames(starts, self.num_frames, length)
         n = batch * len(starts)
         outputs = self.predict_windows(
             normalised[:, frames].reshape(n, self.num_frames, _J, 2),
@@ -422,21 +232,13 @@ class Predictor:
             seed=seed,
             window_ids=np.tile(starts, batch),
         )
-        weights = blend_weights(self.num_frames)
         result = {
-            k: _blend(v.reshape((batch, len(starts)) + v.shape[1:]), starts, length, weights)
+            k: inference_windows.blend_windows(
+                v.reshape((batch, len(starts)) + v.shape[1:]), starts, length
+            )
             for k, v in outputs.items()
         }
         return {k: v[0] for k, v in result.items()} if np.ndim(keypoints_2d) == 3 else result
-
-
-def _camera(value: Any, size: np.ndarray) -> np.ndarray:
-    if value is None:
-        return generic_intrinsics(size)
-    intrinsics = _float_array(value, "camera")
-    if intrinsics.shape not in ((9,), (len(size), 9)) or not np.all(np.isfinite(intrinsics)):
-        raise ValueError(f"camera must be normalised intrinsics (9,) or (B, 9), got {intrinsics}")
-    return np.broadcast_to(intrinsics, (len(size), 9))
 
 
 def _workdir_of(path: pathlib.Path) -> pathlib.Path:

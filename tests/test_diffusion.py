@@ -253,22 +253,19 @@ def test_bad_refine_inputs_raise():
         )
 
 
-def test_x0_loss_matches_numpy():
-    rng = np.random.default_rng(9)
-    pred, target = rng.normal(size=(2, B, T, J, 3)).astype(np.float32)
-    frame_mask = np.array([[1, 1, 0, 1, 1], [1, 0, 0, 0, 0]], np.float32)
-    config = gpc_base.get_config("tiny").loss
-    config.joint_weights = tuple(rng.uniform(0.5, 2, J))
-    loss, metrics = diffusion.x0_loss(pred, target, jnp.asarray(frame_mask), config)
-    w = np.asarray(config.joint_weights) / np.mean(config.joint_weights)
-    err = (np.linalg.norm(pred - target, axis=-1) * w).mean(-1)
-    mpjpe = (err * frame_mask).sum() / frame_mask.sum()
-    vel = np.linalg.norm(np.diff(pred, axis=1) - np.diff(target, axis=1), axis=-1).mean(-1)
-    vmask = frame_mask[:, 1:] * frame_mask[:, :-1]
-    velocity = (vel * vmask).sum() / vmask.sum()
-    np.testing.assert_allclose(metrics["x0_mpjpe"], mpjpe, rtol=1e-5)
-    np.testing.assert_allclose(metrics["x0_velocity"], velocity, rtol=1e-5)
-    np.testing.assert_allclose(loss, config.mpjpe * mpjpe + config.velocity * velocity, rtol=1e-5)
+def test_training_start_mixes_coarse_and_clean_per_window():
+    x0 = jnp.zeros((400, T, J, 3))
+    coarse = jnp.ones((400, T, J, 3))
+    key = jax.random.PRNGKey(3)
+    np.testing.assert_array_equal(diffusion.training_start(key, x0, coarse, 1.0), coarse)
+    np.testing.assert_array_equal(diffusion.training_start(key, x0, coarse, 0.0), x0)
+    start = np.asarray(diffusion.training_start(key, x0, coarse, 0.25))
+    per_window = start.reshape(400, -1)
+    # Each window is wholly one or the other, about a quarter of them coarse.
+    assert np.all(per_window.min(1) == per_window.max(1))
+    assert 0.18 < per_window[:, 0].mean() < 0.32
+    with pytest.raises(ValueError, match="coarse_start_fraction"):
+        diffusion.training_start(key, x0, coarse, 1.5)
 
 
 def test_simulate_coarse_is_calibrated():

@@ -140,8 +140,10 @@ def _assert_trees_equal(a, b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-def test_gpc_from_gt_noise_learns_a_fixed_batch(data_dir):
+@pytest.mark.parametrize("coarse_start_fraction", [0.0, 1.0])
+def test_gpc_from_gt_noise_learns_a_fixed_batch(data_dir, coarse_start_fraction):
     config = _gpc_config(data_dir, num_steps=60, learning_rate=3e-3, warmup_steps=5)
+    config.diffusion.coarse_start_fraction = coarse_start_fraction
     task = tasks.get_task(config)
     assert isinstance(task, gpc_tasks.GPCTask) and task.tgt_model is None
     sample = _train_batch(config)
@@ -163,8 +165,26 @@ def test_gpc_from_gt_noise_learns_a_fixed_batch(data_dir):
     assert np.all(np.isfinite(jax.device_get(history)))
     # A fresh residual denoiser returns the coarse pose; training beats it clearly.
     np.testing.assert_allclose(before["x0_mpjpe_mm"], before["coarse_mpjpe_mm"], rtol=1e-5)
-    assert after["loss"] < 0.7 * before["loss"], (before, after)
+    assert after["loss"] < 0.8 * before["loss"], (before, after)
     assert after["x0_mpjpe_mm"] < 0.85 * before["coarse_mpjpe_mm"]
+
+
+def test_x0_objective_matches_numpy():
+    rng = np.random.default_rng(9)
+    pred, target = rng.normal(size=(2, 2, 5, 17, 3)).astype(np.float32)
+    frame_mask = np.array([[1, 1, 0, 1, 1], [1, 0, 0, 0, 0]], np.float32)
+    config = gpc_base.get_config("tiny").loss
+    config.joint_weights = tuple(rng.uniform(0.5, 2, 17))
+    loss, metrics = gpc_tasks.x0_objective(pred, target, target, frame_mask, config)
+    w = np.asarray(config.joint_weights) / np.mean(config.joint_weights)
+    err = (np.linalg.norm(pred - target, axis=-1) * w).mean(-1)
+    mpjpe = (err * frame_mask).sum() / frame_mask.sum()
+    vel = np.linalg.norm(np.diff(pred, axis=1) - np.diff(target, axis=1), axis=-1).mean(-1)
+    vmask = frame_mask[:, 1:] * frame_mask[:, :-1]
+    velocity = (vel * vmask).sum() / vmask.sum()
+    np.testing.assert_allclose(metrics["x0_mpjpe_mm"], 1000 * mpjpe, rtol=1e-5)
+    np.testing.assert_allclose(metrics["x0_velocity_mm"], 1000 * velocity, rtol=1e-5)
+    np.testing.assert_allclose(loss, config.mpjpe * mpjpe + config.velocity * velocity, rtol=1e-5)
 
 
 def test_gpc_task_config_errors(data_dir, tmp_path):
@@ -271,8 +291,8 @@ def _interrupt_after(monkeypatch, batches):
     real = pipeline.train_iterator
 
     class Iterator:
-        def __init__(self, dataset):
-            self._iterator, self._served = real(dataset), 0
+        def __init__(self, dataset, **options):
+            self._iterator, self._served = real(dataset, **options), 0
 
         def __next__(self):
             if self._served == batches:

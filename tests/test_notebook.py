@@ -2,7 +2,8 @@
 
 The checkpoint (random parameters, saved through checkpoint.CheckpointManager in the training
 loop's layout) is passed to the notebook through GENTG_CHECKPOINT, so its training cell is
-skipped; the install cell is skipped because gentg_jax is importable.
+skipped; the install cell is skipped because gentg_jax is importable. Its install branches run
+on their own, with gentg_jax hidden and %pip replaced by a stub that only prints its arguments.
 """
 
 import pathlib
@@ -10,8 +11,11 @@ import pathlib
 import jax
 import nbformat
 import numpy as np
+import pytest
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
+import gentg_jax
 from configs import tgt_base
 from gentg_jax import checkpoint
 from gentg_jax.models import tgt
@@ -62,3 +66,51 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     assert "MPJPE of the coarse pose" in text
     assert (tmp_path / "quickstart.gif").stat().st_size > 0
     assert not (tmp_path / "data").exists()  # nothing was trained
+
+
+# Hides gentg_jax as on a fresh runtime; the %pip stub prints its line and un-hides it.
+_FRESH_RUNTIME = """
+import sys
+sys.modules["gentg_jax"] = None
+
+def _pip(line):
+    print("pip", line)
+    del sys.modules["gentg_jax"]
+
+get_ipython().register_magic_function(_pip, "line", "pip")
+"""
+
+
+def _run_install_cell(cwd: pathlib.Path) -> str:
+    install = nbformat.read(NOTEBOOK, as_version=4).cells[1]
+    cells = [nbformat.v4.new_code_cell(_FRESH_RUNTIME), install]
+    notebook = nbformat.v4.new_notebook(cells=cells)
+    resources = {"metadata": {"path": str(cwd)}}
+    client = NotebookClient(notebook, timeout=60, kernel_name="python3", resources=resources)
+    client.execute()
+    return "".join(output.get("text", "") for output in install.outputs)
+
+
+def test_install_cell_installs_the_enclosing_clone(tmp_path, monkeypatch):
+    monkeypatch.delenv("GENTG_REPO_URL", raising=False)
+    clone = tmp_path / "clone"
+    (clone / "gentg_jax").mkdir(parents=True)
+    (clone / "gentg_jax" / "__init__.py").write_text('__version__ = "in-clone"\n')
+    (clone / "pyproject.toml").write_text('[project]\nname = "gentg-jax"\n')
+    (clone / "notebooks").mkdir()
+    text = _run_install_cell(clone / "notebooks")
+    assert f'pip install -q -e "{clone.resolve()}"' in text
+    assert f"gentg_jax in-clone from {clone.resolve() / 'gentg_jax'}" in text
+
+
+def test_install_cell_installs_from_the_url_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENTG_REPO_URL", "git+https://example.org/owner/gentg-jax.git")
+    text = _run_install_cell(tmp_path)
+    assert 'pip install -q "gentg-jax @ git+https://example.org/owner/gentg-jax.git"' in text
+    assert f"gentg_jax {gentg_jax.__version__} from" in text
+
+
+def test_install_cell_without_clone_or_url_names_the_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv("GENTG_REPO_URL", raising=False)
+    with pytest.raises(CellExecutionError, match="Set the environment variable GENTG_REPO_URL"):
+        _run_install_cell(tmp_path)

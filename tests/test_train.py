@@ -57,7 +57,9 @@ class _ScriptedIterator:
 def _script_iterator(monkeypatch, **kwargs):
     real = pipeline.train_iterator
     monkeypatch.setattr(
-        pipeline, "train_iterator", lambda dataset: _ScriptedIterator(real(dataset), **kwargs)
+        pipeline,
+        "train_iterator",
+        lambda dataset, **options: _ScriptedIterator(real(dataset, **options), **kwargs),
     )
 
 

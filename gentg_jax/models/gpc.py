@@ -9,7 +9,6 @@ each joint) follow, and a head reads the clean root-relative pose x0 (joint 0 at
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +19,6 @@ import ml_collections
 
 from gentg_jax import skeleton
 from gentg_jax.models import layers
-from gentg_jax.models.tgt import DTYPES
 
 
 class PoseDenoiser(nn.Module):
@@ -59,12 +57,7 @@ class PoseDenoiser(nn.Module):
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict) -> PoseDenoiser:
         """Builds the denoiser from config.model; unknown fields are an error."""
-        names = {f.name for f in dataclasses.fields(cls) if f.name not in ("parent", "name")}
-        given = dict(config.items()) if hasattr(config, "items") else dict(config)
-        unknown = sorted(set(given) - names)
-        if unknown:
-            raise ValueError(f"config.model has fields the PoseDenoiser does not know: {unknown}")
-        return cls(**given)
+        return cls(**layers.config_kwargs(cls, config))
 
     def _check_inputs(self, x_t, t, keypoints_2d, coarse_3d, log_sigma) -> jax.Array:
         """Validates shapes; returns t as (B,) int32."""
@@ -77,8 +70,6 @@ class PoseDenoiser(nn.Module):
                 raise ValueError(f"{name} must be {expected[name]}, got {array.shape}")
         if x_t.shape[1] > self.max_frames:
             raise ValueError(f"x_t has T={x_t.shape[1]} frames > max_frames={self.max_frames}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"model dtype {self.dtype!r}; choose one of {sorted(DTYPES)}")
         t = jnp.asarray(t, jnp.int32)
         if t.ndim > 1 or (t.ndim == 1 and t.shape[0] != x_t.shape[0]):
             raise ValueError(f"t must be a scalar or ({x_t.shape[0]},), got {t.shape}")
@@ -116,32 +107,15 @@ class PoseDenoiser(nn.Module):
           x0_hat (B, T, 17, 3) float32 with joint 0 at 0, and aux {'tokens': final tokens}.
         """
         t = self._check_inputs(x_t, t, keypoints_2d, coarse_3d, log_sigma)
-        dtype = DTYPES[self.dtype]
         temb = layers.TimestepEmbedding(self.dim, name="timestep_embed")(t)  # (B, dim)
-        tokens = self._embed(x_t, keypoints_2d, coarse_3d, log_sigma, temb)
-        tokens = nn.Dropout(self.dropout)(tokens, deterministic=not train).astype(dtype)
         hops = skeleton.graph_hop_distances()[: skeleton.NUM_JOINTS, : skeleton.NUM_JOINTS]
-        stack = layers.scan_layers(
-            layers.SpatioTemporalLayer,
-            self.depth,
-            remat=self.remat,
-            num_broadcast=1,
-            unroll=self.scan_unroll,
-        )
-        cond = temb[:, None, None, :].astype(dtype) if self.adaln else None
-        tokens, _ = stack(
-            num_heads=self.num_heads,
-            mlp_ratio=self.mlp_ratio,
-            dropout=self.dropout,
-            drop_path=self.drop_path,
-            deterministic=not train,
-            spatial_first=self.spatial_first,
+        final, tokens = layers.spatio_temporal_trunk(
+            self,
+            self._embed(x_t, keypoints_2d, coarse_3d, log_sigma, temb),
+            temb[:, None, None, :] if self.adaln else None,
+            train=train,
             hop_distances=layers.as_nested_tuple(hops) if self.use_graph_bias else None,
-            attention_impl=self.attention_impl,
-            dtype=dtype,
-            name="layers",
-        )(tokens, jnp.linspace(0.0, 1.0, self.depth), cond)
-        final = nn.LayerNorm(name="final_norm")(tokens.astype(jnp.float32))
+        )
         # Zero-initialised like DiT's final layer: a fresh residual denoiser returns the coarse.
         x0_hat = nn.Dense(3, kernel_init=nn.initializers.zeros, name="head")(final)
         if self.predict_residual:

@@ -1,5 +1,6 @@
 """Reusable Flax linen layers: attention with additive bias, MLP, pre-norm transformer blocks, a
-spatio-temporal layer over (frames, tokens), scan-over-layers and embeddings.
+spatio-temporal layer over (frames, tokens), scan-over-layers and embeddings; and what the TGT and
+the GPC denoiser share around them (config fields, the trunk of scanned layers).
 
 Conventions: every module takes a compute `dtype` (params stay float32) and a static
 `deterministic` field rather than a call argument, so that blocks can be scanned and rematerialised
@@ -8,8 +9,9 @@ without static-argument plumbing. Randomness (dropout, stochastic depth) uses th
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -18,8 +20,23 @@ import jax.numpy as jnp
 import numpy as np
 
 Dtype = Any
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 ATTENTION_IMPLEMENTATIONS = ("xla", "einsum")
 _EMBED_INIT = nn.initializers.normal(stddev=0.02)
+
+
+def _field_names(cls: type[nn.Module]) -> list[str]:
+    """A module's dataclass fields, without flax's own `parent` and `name`."""
+    return [f.name for f in dataclasses.fields(cls) if f.name not in ("parent", "name")]
+
+
+def config_kwargs(cls: type[nn.Module], config: Mapping[str, Any]) -> dict[str, Any]:
+    """config.model as keyword arguments for the model `cls`; a field it lacks is an error."""
+    given = dict(config.items()) if hasattr(config, "items") else dict(config)
+    unknown = sorted(set(given) - set(_field_names(cls)))
+    if unknown:
+        raise ValueError(f"config.model has fields {cls.__name__} does not know: {unknown}")
+    return given
 
 
 def _attend_einsum(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array | None) -> jax.Array:
@@ -183,12 +200,8 @@ class DropPath(nn.Module):
         return jnp.where(mask, x / jnp.maximum(keep, 1e-6).astype(x.dtype), 0).astype(x.dtype)
 
 
-class TransformerBlock(nn.Module):
-    """Pre-norm block: x + DropPath(Attn(LN(x), bias)); x + DropPath(MLP(LN(x))).
-
-    With `cond` (e.g. a timestep embedding broadcastable to x's leading dims, (..., C)), the norms
-    are modulated adaLN-Zero style: shift/scale/gate come from a zero-initialised Dense, so a fresh
-    conditioned block is the identity map.
+class _BlockFields(nn.Module):
+    """The fields of a TransformerBlock, which a SpatioTemporalLayer passes on to its two blocks.
 
     Attributes:
       drop_path: stochastic-depth rate, multiplied by the call's `drop_scale` (per-layer schedule).
@@ -205,6 +218,15 @@ class TransformerBlock(nn.Module):
     attention_chunk_mib: float = 0.0
     unroll_chunks: bool = False
     dtype: Dtype = jnp.float32
+
+
+class TransformerBlock(_BlockFields):
+    """Pre-norm block: x + DropPath(Attn(LN(x), bias)); x + DropPath(MLP(LN(x))).
+
+    With `cond` (e.g. a timestep embedding broadcastable to x's leading dims, (..., C)), the norms
+    are modulated adaLN-Zero style: shift/scale/gate come from a zero-initialised Dense, so a fresh
+    conditioned block is the identity map. Fields: _BlockFields.
+    """
 
     @nn.compact
     def __call__(
@@ -263,27 +285,19 @@ class HopBias(nn.Module):
         return jnp.transpose(table[hops], (2, 0, 1))
 
 
-class SpatioTemporalLayer(nn.Module):
+class SpatioTemporalLayer(_BlockFields):
     """A spatial block (attention over the N tokens of a frame) and a temporal block (attention
     over the T frames of each token) on (B, T, N, D) tokens; a scan-friendly layer.
 
     Attributes:
+      spatial_first: order of the two blocks.
       hop_distances: (N, N) graph hop distances as nested tuples; when given, the spatial block gets
         a learned per-head bias indexed by them (HopBias).
-      spatial_first: order of the two blocks.
+      The rest (_BlockFields) configure both blocks.
     """
 
-    num_heads: int
-    mlp_ratio: float = 2.0
-    dropout: float = 0.0
-    drop_path: float = 0.0
-    deterministic: bool = True
     spatial_first: bool = True
     hop_distances: tuple[tuple[int, ...], ...] | None = None
-    attention_impl: str = "xla"
-    attention_chunk_mib: float = 0.0
-    unroll_chunks: bool = False
-    dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(
@@ -291,18 +305,8 @@ class SpatioTemporalLayer(nn.Module):
     ) -> tuple[jax.Array, None]:
         """x: (B, T, N, D); drop_scale: this layer's stochastic-depth factor in [0, 1]; cond:
         broadcastable to (B, 1, 1, C). Returns (x, None), the carry/output pair nn.scan expects."""
-        block = lambda name: TransformerBlock(
-            self.num_heads,
-            mlp_ratio=self.mlp_ratio,
-            dropout=self.dropout,
-            drop_path=self.drop_path,
-            deterministic=self.deterministic,
-            attention_impl=self.attention_impl,
-            attention_chunk_mib=self.attention_chunk_mib,
-            unroll_chunks=self.unroll_chunks,
-            dtype=self.dtype,
-            name=name,
-        )
+        block_fields = {name: getattr(self, name) for name in _field_names(_BlockFields)}
+        block = lambda name: TransformerBlock(**block_fields, name=name)
         bias = None
         if self.hop_distances is not None:
             bias = HopBias(self.hop_distances, self.num_heads, name="graph_bias")()
@@ -346,6 +350,63 @@ def scan_layers(
         length=depth,
         unroll=unroll,
     )
+
+
+def spatio_temporal_trunk(
+    model: nn.Module,
+    tokens: jax.Array,
+    cond: jax.Array | None = None,
+    *,
+    train: bool,
+    hop_distances: tuple[tuple[int, ...], ...] | None,
+    attention_chunk_mib: float = 0.0,
+) -> tuple[jax.Array, jax.Array]:
+    """The trunk the TGT and the GPC denoiser share: dropout on the embedded tokens, the model's
+    `depth` scanned SpatioTemporalLayers (params under 'layers') in its compute dtype, and a final
+    LayerNorm ('final_norm') in float32.
+
+    Call it inside the model's compact __call__. The layers take their size, dropout, stochastic
+    depth (linear from 0 at the first layer to `drop_path` at the last), block order, attention
+    implementation, remat, scan_unroll and compute dtype from the model's fields of those names;
+    scan_unroll >= depth also unrolls the attention chunk loops.
+
+    Args:
+      model: the calling model.
+      tokens: (B, T, N, D) float32 embedded tokens.
+      cond: broadcastable to (B, 1, 1, C): modulates every block (TransformerBlock); None: none.
+      train: enables dropout and stochastic depth (rng stream 'dropout').
+      hop_distances / attention_chunk_mib: as in SpatioTemporalLayer / TransformerBlock.
+
+    Returns:
+      The normalised float32 tokens for the heads, and the layers' output in the compute dtype.
+    """
+    if model.dtype not in DTYPES:
+        raise ValueError(f"model dtype {model.dtype!r}; choose one of {sorted(DTYPES)}")
+    dtype = DTYPES[model.dtype]
+    tokens = nn.Dropout(model.dropout)(tokens, deterministic=not train).astype(dtype)
+    broadcast = () if cond is None else (cond.astype(dtype),)
+    stack = scan_layers(
+        SpatioTemporalLayer,
+        model.depth,
+        remat=model.remat,
+        num_broadcast=len(broadcast),
+        unroll=model.scan_unroll,
+    )
+    tokens, _ = stack(
+        num_heads=model.num_heads,
+        mlp_ratio=model.mlp_ratio,
+        dropout=model.dropout,
+        drop_path=model.drop_path,
+        deterministic=not train,
+        spatial_first=model.spatial_first,
+        hop_distances=hop_distances,
+        attention_impl=model.attention_impl,
+        attention_chunk_mib=attention_chunk_mib,
+        unroll_chunks=model.scan_unroll >= model.depth,
+        dtype=dtype,
+        name="layers",
+    )(tokens, jnp.linspace(0.0, 1.0, model.depth), *broadcast)
+    return nn.LayerNorm(name="final_norm")(tokens.astype(jnp.float32)), tokens
 
 
 class LearnedEmbedding(nn.Module):

@@ -9,7 +9,6 @@ joint tokens and 3D bones from the limb tokens.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import flax.linen as nn
@@ -21,7 +20,6 @@ import numpy as np
 from gentg_jax import skeleton
 from gentg_jax.models import layers
 
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 _EPS = 1e-6
 
 
@@ -82,11 +80,7 @@ class TemporalGraphLimbTransformer(nn.Module):
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict) -> TemporalGraphLimbTransformer:
         """Builds the model from config.model; unknown fields are an error."""
-        names = {f.name for f in dataclasses.fields(cls) if f.name not in ("parent", "name")}
-        given = dict(config.items()) if hasattr(config, "items") else dict(config)
-        unknown = sorted(set(given) - names)
-        if unknown:
-            raise ValueError(f"config.model has fields the TGT does not know: {unknown}")
+        given = layers.config_kwargs(cls, config)
         if "log_sigma_range" in given:
             given["log_sigma_range"] = tuple(float(v) for v in given["log_sigma_range"])
         return cls(**given)
@@ -102,8 +96,6 @@ class TemporalGraphLimbTransformer(nn.Module):
             raise ValueError(
                 f"keypoints_2d has T={keypoints_2d.shape[1]} frames > max_frames={self.max_frames}"
             )
-        if self.dtype not in DTYPES:
-            raise ValueError(f"model dtype {self.dtype!r}; choose one of {sorted(DTYPES)}")
         if scores is None:
             return jnp.ones(keypoints_2d.shape[:-1], jnp.float32)
         if scores.shape != keypoints_2d.shape[:-1]:
@@ -155,25 +147,11 @@ class TemporalGraphLimbTransformer(nn.Module):
           aux: 'tokens', the final (B, T, N, dim) tokens in the compute dtype.
         """
         scores = self._check_inputs(keypoints_2d, scores)
-        dtype = DTYPES[self.dtype]
-        tokens = self._embed(keypoints_2d.astype(jnp.float32), scores)
-        tokens = nn.Dropout(self.dropout)(tokens, deterministic=not train).astype(dtype)
-        stack = layers.scan_layers(
-            layers.SpatioTemporalLayer, self.depth, remat=self.remat, unroll=self.scan_unroll
-        )
-        tokens, _ = stack(
-            num_heads=self.num_heads,
-            mlp_ratio=self.mlp_ratio,
-            dropout=self.dropout,
-            drop_path=self.drop_path,
-            deterministic=not train,
-            spatial_first=self.spatial_first,
+        final, tokens = layers.spatio_temporal_trunk(
+            self,
+            self._embed(keypoints_2d.astype(jnp.float32), scores),
+            train=train,
             hop_distances=_graph_hops(self.use_limb_tokens) if self.use_graph_bias else None,
-            attention_impl=self.attention_impl,
             attention_chunk_mib=self.attention_chunk_mib,
-            unroll_chunks=self.scan_unroll >= self.depth,
-            dtype=dtype,
-            name="layers",
-        )(tokens, jnp.linspace(0.0, 1.0, self.depth))
-        final = nn.LayerNorm(name="final_norm")(tokens.astype(jnp.float32))
+        )
         return self._heads(final), {"tokens": tokens}

@@ -104,6 +104,35 @@ def refine_outputs(
     }
 
 
+def denoise_from(
+    model: gpc.PoseDenoiser,
+    schedule: diffusion.Schedule,
+    params: PyTree,
+    batch: Batch,
+    start: jax.Array,
+    t: jax.Array,
+    coarse: jax.Array,
+    log_sigma: jax.Array,
+    rng: jax.Array,
+    train: bool,
+) -> jax.Array:
+    """One training-time denoiser pass: `start` noised to level t (per window), then the
+    denoiser's clean-pose prediction given the 2D input, the coarse pose and its log sigma."""
+    noise_rng, dropout_rng = jax.random.split(rng)
+    x_t = diffusion.q_sample(schedule, start, t, jax.random.normal(noise_rng, start.shape))
+    x0_hat, _ = model.apply(
+        {"params": params},
+        x_t,
+        t,
+        batch["keypoints_2d"],
+        coarse,
+        log_sigma,
+        train=train,
+        rngs={"dropout": dropout_rng},
+    )
+    return x0_hat
+
+
 def x0_objective(
     x0_hat: jax.Array,
     x0: jax.Array,
@@ -111,9 +140,9 @@ def x0_objective(
     frame_mask: jax.Array,
     loss_config: ml_collections.ConfigDict,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """The clean-pose loss of `diffusion.x0_loss` (weighted MPJPE + velocity error), computed
-    with `losses`' safe norms: the root's error is exactly 0 and jnp.linalg.norm's gradient there
-    is NaN. Metrics in mm, with the coarse pose's MPJPE for reference."""
+    """The clean-pose loss: weighted MPJPE plus velocity error (masked by frame_mask), with
+    `losses`' safe norms, since the root's error is exactly 0 and jnp.linalg.norm's gradient
+    there is NaN. Metrics in mm, with the coarse pose's MPJPE for reference."""
     mpjpe = losses.weighted_mpjpe(x0_hat, x0, frame_mask, loss_config.joint_weights)
     velocity = losses.velocity_error(x0_hat, x0, frame_mask)
     loss = loss_config.mpjpe * mpjpe + loss_config.velocity * velocity
@@ -187,20 +216,15 @@ class GPCTask(tasks.Task):
         return lax.stop_gradient(coarse), lax.stop_gradient(log_sigma)
 
     def loss_fn(self, params, batch, rng, train):
-        coarse_rng, t_rng, noise_rng, dropout_rng = jax.random.split(rng, 4)
+        coarse_rng, start_rng, t_rng, noise_rng = jax.random.split(rng, 4)
         x0 = batch["pose_3d"]
         coarse, log_sigma = self._coarse(batch, coarse_rng, self.config.train_from_gt_noise)
+        start = diffusion.training_start(
+            start_rng, x0, coarse, self.config.diffusion.coarse_start_fraction
+        )
         t = jax.random.randint(t_rng, x0.shape[:1], 0, self.config.diffusion.max_train_timestep + 1)
-        x_t = diffusion.q_sample(self.schedule, x0, t, jax.random.normal(noise_rng, x0.shape))
-        x0_hat, _ = self.model.apply(
-            {"params": params},
-            x_t,
-            t,
-            batch["keypoints_2d"],
-            coarse,
-            log_sigma,
-            train=train,
-            rngs={"dropout": dropout_rng},
+        x0_hat = denoise_from(
+            self.model, self.schedule, params, batch, start, t, coarse, log_sigma, noise_rng, train
         )
         return x0_objective(x0_hat, x0, coarse, batch["frame_mask"], self.config.loss)
 
@@ -271,7 +295,7 @@ class E2ETask(tasks.Task):
 
     def _one_step_refine(self, params, batch, coarse, log_sigma, rng, train):
         refine_config = self.config.refine
-        t_rng, noise_rng, dropout_rng = jax.random.split(rng, 3)
+        t_rng, noise_rng = jax.random.split(rng)
         sigma = lax.stop_gradient(log_sigma)
         mask = diffusion.select_joints(sigma, refine_config)
         t_start = diffusion.start_timestep(self.schedule, sigma, mask, refine_config)
@@ -279,18 +303,17 @@ class E2ETask(tasks.Task):
         factor = jax.random.uniform(t_rng, t_start.shape, minval=1 - jitter, maxval=1 + jitter)
         t = jnp.clip(jnp.round(t_start * factor), refine_config.t_min, refine_config.t_max)
         t = t.astype(jnp.int32)
-        x_t = diffusion.q_sample(
-            self.schedule, coarse, t, jax.random.normal(noise_rng, coarse.shape)
-        )
-        x0_hat, _ = self.gpc_model.apply(
-            {"params": params},
-            x_t,
+        x0_hat = denoise_from(
+            self.gpc_model,
+            self.schedule,
+            params,
+            batch,
+            coarse,
             t,
-            batch["keypoints_2d"],
             coarse,
             log_sigma,
-            train=train,
-            rngs={"dropout": dropout_rng},
+            noise_rng,
+            train,
         )
         return jnp.where(mask[..., None], x0_hat, coarse), mask
 

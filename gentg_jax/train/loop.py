@@ -77,7 +77,12 @@ def _train_data(config: ml_collections.ConfigDict, global_batch_size: int):
         seed=config.seed,
         flip_augment=config.data.flip_augment,
     )
-    return dataset, pipeline.train_iterator(dataset)
+    workers = config.data.worker_count
+    if workers < 0:
+        raise ValueError(f"config.data.worker_count={workers} must be >= 0")
+    return dataset, pipeline.train_iterator(
+        dataset, num_threads=workers, prefetch=max(2, 2 * workers)
+    )
 
 
 def device_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
