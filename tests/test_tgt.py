@@ -10,7 +10,7 @@ import pytest
 
 from configs import tgt_base
 from gentg_jax import skeleton
-from gentg_jax.models import TemporalGraphLimbTransformer, layers
+from gentg_jax.models import TemporalGraphLimbTransformer, layers, trunk
 
 B, T = 2, 9
 
@@ -233,6 +233,30 @@ def test_attention_implementations_agree(tiny):
     einsum = apply(model, params, keypoints, scores)["joints_3d"]
     xla = apply(tiny_model(attention_impl="xla"), params, keypoints, scores)["joints_3d"]
     np.testing.assert_allclose(einsum, xla, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("micro_mib", [0.01, 0.15])  # 1 and 2 sequences per micro-batch
+def test_cpu_micro_batches_give_the_whole_batch_result(tiny, micro_mib):
+    model, params = tiny
+    keypoints, scores = inputs(batch=5)  # 2 sequences per chunk: the last chunk is padded
+    whole = apply(tiny_model(cpu_micro_batch_mib=0.0), params, keypoints, scores)
+    looped_model = tiny_model(cpu_micro_batch_mib=micro_mib)
+    assert looped_model._micro_batch(keypoints) == (1 if micro_mib < 0.1 else 2)
+    looped = apply(looped_model, params, keypoints, scores)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), looped, whole)
+    # The loop is a while loop in the compiled program; training lifts the batch at once.
+    lowered = forward(looped_model, False).lower(params, keypoints, scores, None).as_text()
+    assert "while" in lowered
+    rngs = {"dropout": jax.random.key(0)}
+    trained = forward(looped_model, True).lower(params, keypoints, scores, rngs).as_text()
+    assert trained.count("while") < lowered.count("while")
+
+
+def test_micro_batched_pads_and_trims():
+    x = jnp.arange(7.0)[:, None] * jnp.ones((7, 3))
+    out = trunk.micro_batched(lambda a: {"double": 2 * a, "sum": a.sum(-1)}, (x,), 3)
+    np.testing.assert_array_equal(out["double"], 2 * x)
+    np.testing.assert_array_equal(out["sum"], x.sum(-1))
 
 
 def test_dropout_only_in_train_mode(tiny):

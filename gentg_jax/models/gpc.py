@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from gentg_jax import skeleton
-from gentg_jax.models import layers
+from gentg_jax.models import layers, trunk
 
 
 class PoseDenoiser(nn.Module):
@@ -57,7 +57,7 @@ class PoseDenoiser(nn.Module):
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict) -> PoseDenoiser:
         """Builds the denoiser from config.model; unknown fields are an error."""
-        return cls(**layers.config_kwargs(cls, config))
+        return cls(**trunk.config_kwargs(cls, config))
 
     def _check_inputs(self, x_t, t, keypoints_2d, coarse_3d, log_sigma) -> jax.Array:
         """Validates shapes; returns t as (B,) int32."""
@@ -109,7 +109,7 @@ class PoseDenoiser(nn.Module):
         t = self._check_inputs(x_t, t, keypoints_2d, coarse_3d, log_sigma)
         temb = layers.TimestepEmbedding(self.dim, name="timestep_embed")(t)  # (B, dim)
         hops = skeleton.graph_hop_distances()[: skeleton.NUM_JOINTS, : skeleton.NUM_JOINTS]
-        final, tokens = layers.spatio_temporal_trunk(
+        final, tokens = trunk.spatio_temporal_trunk(
             self,
             self._embed(x_t, keypoints_2d, coarse_3d, log_sigma, temb),
             temb[:, None, None, :] if self.adaln else None,

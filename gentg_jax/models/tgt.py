@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 
 from gentg_jax import skeleton
-from gentg_jax.models import layers
+from gentg_jax.models import layers, trunk
 
 _EPS = 1e-6
 
@@ -58,6 +58,10 @@ class TemporalGraphLimbTransformer(nn.Module):
         (jax.nn.dot_product_attention).
       attention_chunk_mib: CPU attention chunk size in MiB (layers.Attention.chunk_mib); 0: off.
       log_sigma_range: (min, max) clip of the predicted log sigma (metres), for stability.
+      cpu_micro_batch_mib: on the CPU backend, outside training, lift the batch in a loop over
+        micro-batches (trunk.micro_batched) whose float32 (T, N, dim) token activations take
+        about this many MiB (at least one sequence); 0: all at once. Same numbers, less time;
+        off while scan_unroll >= depth (FLOP counting).
     """
 
     dim: int = 256
@@ -76,11 +80,12 @@ class TemporalGraphLimbTransformer(nn.Module):
     attention_impl: str = "einsum"
     attention_chunk_mib: float = 6.0
     log_sigma_range: tuple[float, float] = (-7.0, 1.0)
+    cpu_micro_batch_mib: float = 0.0
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict) -> TemporalGraphLimbTransformer:
         """Builds the model from config.model; unknown fields are an error."""
-        given = layers.config_kwargs(cls, config)
+        given = trunk.config_kwargs(cls, config)
         if "log_sigma_range" in given:
             given["log_sigma_range"] = tuple(float(v) for v in given["log_sigma_range"])
         return cls(**given)
@@ -130,6 +135,22 @@ class TemporalGraphLimbTransformer(nn.Module):
         log_sigma = jnp.clip(sigma_head(joints)[..., 0], *self.log_sigma_range)
         return {"joints_3d": joints_3d, "bones_3d": bones_3d, "log_sigma": log_sigma}
 
+    def _micro_batch(self, keypoints_2d: jax.Array) -> int:
+        """Sequences per micro-batch; 0 when the batch is lifted at once."""
+        if self.cpu_micro_batch_mib <= 0:
+            return 0
+        sequence_bytes = 4 * keypoints_2d.shape[1] * self.num_tokens * self.dim
+        return max(1, int(self.cpu_micro_batch_mib * 2**20) // sequence_bytes)
+
+    def _loops_over_micro_batches(self, train: bool, keypoints_2d: jax.Array) -> bool:
+        return (
+            0 < self._micro_batch(keypoints_2d) < keypoints_2d.shape[0]
+            and not train
+            and not self.is_initializing()
+            and self.scan_unroll < self.depth
+            and jax.default_backend() == "cpu"
+        )
+
     @nn.compact
     def __call__(
         self, keypoints_2d: jax.Array, scores: jax.Array | None = None, train: bool = False
@@ -147,7 +168,15 @@ class TemporalGraphLimbTransformer(nn.Module):
           aux: 'tokens', the final (B, T, N, dim) tokens in the compute dtype.
         """
         scores = self._check_inputs(keypoints_2d, scores)
-        final, tokens = layers.spatio_temporal_trunk(
+        if self._loops_over_micro_batches(train, keypoints_2d):
+            whole = self.clone(parent=None, cpu_micro_batch_mib=0.0)
+            variables = self.variables
+            return trunk.micro_batched(
+                lambda x, s: whole.apply(variables, x, s),
+                (keypoints_2d, scores),
+                self._micro_batch(keypoints_2d),
+            )
+        final, tokens = trunk.spatio_temporal_trunk(
             self,
             self._embed(keypoints_2d.astype(jnp.float32), scores),
             train=train,
