@@ -80,7 +80,7 @@ class TemporalGraphLimbTransformer(nn.Module):
     attention_impl: str = "einsum"
     attention_chunk_mib: float = 6.0
     log_sigma_range: tuple[float, float] = (-7.0, 1.0)
-    cpu_micro_batch_mib: float = 0.0
+    cpu_micro_batch_mib: float = 1.0
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict) -> TemporalGraphLimbTransformer:
