@@ -45,6 +45,7 @@ def print_table(results: dict) -> None:
         ("inference frames/s, batch 8", "infer_b8_frames_per_s"),
         ("training clips/s, batch 8", "train_b8_clips_per_s"),
     ]
+    micro = results["train_micro_batch_size"]
     where = f"{results['device']} ({results['dtype']}, T={results['frames']})"
     print(f"TGT-{results['variant']} on {where}")
     print(f"params {results['params']:,}  GFLOP/frame {results['flops_per_frame'] / 1e9:.3f}")
@@ -56,8 +57,8 @@ def print_table(results: dict) -> None:
         print(f"{label:30s}" + "".join(f"{v:12.3f}" for v in values))
     memory = results["train_b8_memory"]
     print(
-        f"train step b8 memory: temp {memory['temp_gib']:.2f} GiB, arguments "
-        f"{memory['argument_gib']:.3f} GiB, peak {memory['peak_gib']:.2f} GiB"
+        f"train step b8 (micro-batch {micro or 8}) memory: temp {memory['temp_gib']:.2f} GiB, "
+        f"arguments {memory['argument_gib']:.3f} GiB, peak {memory['peak_gib']:.2f} GiB"
     )
     print(
         f"* work / (process CPU time / {os.cpu_count()} cores): an idle-machine estimate for a "
@@ -71,6 +72,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", default="benchmarks/results/tgt_throughput.json")
     parser.add_argument("--iters", type=int, default=3, help="timed runs per figure (median)")
     parser.add_argument("--frames", type=int, default=0, help="clip length; 0: max_frames")
+    parser.add_argument(
+        "--micro_batch", type=int, default=0, help="train.micro_batch_size of the train step"
+    )
     args = parser.parse_args(argv)
 
     config = tgt_base.get_config(args.config)
@@ -93,7 +97,9 @@ def main(argv: list[str] | None = None) -> dict:
         results[f"infer_b{size}_frames_per_s_cpu_bound"] = (
             size * frames / infer["cpu_bound_seconds"]
         )
+    config.train.micro_batch_size = args.micro_batch
     train = profiling.train_throughput(config, single, task, params, batches[8], args.iters)
+    results["train_micro_batch_size"] = args.micro_batch
     results["train_b8_clips_per_s"] = train["clips_per_s"]
     results["train_b8_clips_per_s_cpu_bound"] = 8 / train["cpu_bound_seconds"]
     results["train_b8_memory"] = memory_gib(train["memory"])

@@ -110,6 +110,32 @@ def test_tiny_model_overfits_a_fixed_batch(data_dir):
     assert 0 < float(ema_gap) < float(optax.tree.norm(state.params))
 
 
+def test_micro_batches_give_the_whole_batch_gradient(data_dir):
+    config = _fixtures.tiny_config(data_dir)
+    # The velocity term averages over frame pairs, not frames: weighting by frames is exact
+    # for the other terms only.
+    config.loss.velocity = 0.0
+    task = tasks.get_task(config)
+    sequences = pipeline.load_sequences(config.data.name, data_dir, "train")
+    dataset = pipeline.train_dataset(sequences, num_frames=9, batch_size=8, seed=0)
+    batch = jax.device_put(loop.device_batch(dataset[0]))
+    counted = np.asarray(batch["frame_mask"]).sum(1)
+    assert len(set(counted[:4].tolist() + counted[4:].tolist())) > 1  # uneven micro-batches
+    params = loop.init_state(config, task, dataset[0]).params
+    rng = jax.random.key(1)
+    run = jax.jit(steps.loss_and_grads, static_argnums=(0, 4))
+    (loss, metrics), grads = run(task, params, batch, rng, 0)
+    for micro_batch in (2, 4):
+        (micro_loss, micro_metrics), micro_grads = run(task, params, batch, rng, micro_batch)
+        np.testing.assert_allclose(micro_loss, loss, rtol=1e-5)
+        np.testing.assert_allclose(micro_metrics["mpjpe_mm"], metrics["mpjpe_mm"], rtol=1e-5)
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6), micro_grads, grads
+        )
+    with pytest.raises(ValueError, match="micro_batch_size=3 does not divide"):
+        steps.loss_and_grads(task, params, batch, rng, 3)
+
+
 def test_resumed_run_matches_uninterrupted_run(data_dir, tmp_path, monkeypatch):
     config = _fixtures.tiny_config(data_dir, num_steps=6, checkpoint_every=3, log_every=2)
     full = loop.train_and_evaluate(config, str(tmp_path / "full"))

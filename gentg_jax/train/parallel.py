@@ -116,15 +116,22 @@ class DataParallel:
         )
 
     def compile_step(self, step_fn: Callable[..., Any]) -> Callable[..., Any]:
-        """`step_fn(state, batch, *, axis_name)` compiled for the layout, donating the state."""
+        """`step_fn(state, batch, *, axis_name, data_shards)` compiled for the layout, donating
+        the state. `data_shards`: how many devices' contiguous parts the batch the step sees
+        is made of (the sharded layout's global batch; 1 otherwise)."""
         if self.mode == "single":
-            return jax.jit(lambda s, b: step_fn(s, b, axis_name=None), donate_argnums=0)
+            return jax.jit(
+                lambda s, b: step_fn(s, b, axis_name=None, data_shards=1), donate_argnums=0
+            )
         if self.mode == "pmap":
             return jax.pmap(
-                lambda s, b: step_fn(s, b, axis_name=AXIS), axis_name=AXIS, donate_argnums=0
+                lambda s, b: step_fn(s, b, axis_name=AXIS, data_shards=1),
+                axis_name=AXIS,
+                donate_argnums=0,
             )
+        shards = self.mesh.devices.size
         return jax.jit(
-            lambda s, b: step_fn(s, b, axis_name=None),
+            lambda s, b: step_fn(s, b, axis_name=None, data_shards=shards),
             in_shardings=(self.replicated, self.batch_sharding),
             out_shardings=self.replicated,
             donate_argnums=0,
