@@ -31,10 +31,10 @@ from gentg_jax.train import loop
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/quickstart", "Where everything is written.")
 _FRAMES = flags.DEFINE_integer("frames_per_sequence", 300, "Synthetic frames per sequence.")
-_TGT_STEPS = flags.DEFINE_integer("tgt_steps", 800, "TGT training steps.")
-_GPC_STEPS = flags.DEFINE_integer("gpc_steps", 400, "GPC training steps.")
+_TGT_STEPS = flags.DEFINE_integer("tgt_steps", 1500, "TGT training steps.")
+_GPC_STEPS = flags.DEFINE_integer("gpc_steps", 600, "GPC training steps.")
 _MAX_WINDOWS = flags.DEFINE_integer(
-    "max_windows", 60, "Test windows evaluated (whole sequences, round-robin over actions; 0: all)."
+    "max_windows", 0, "Test windows evaluated (whole sequences, round-robin over actions; 0: all)."
 )
 
 
@@ -46,9 +46,9 @@ class Options:
     frames_per_sequence: int = 300
     subjects: tuple[str, ...] = synthetic.SUBJECTS
     actions: tuple[str, ...] = synthetic.ACTIONS
-    tgt_steps: int = 800
-    gpc_steps: int = 400
-    max_windows: int = 60
+    tgt_steps: int = 1500
+    gpc_steps: int = 600
+    max_windows: int = 0
     gif_frames: int = 100
 
 
