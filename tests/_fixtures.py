@@ -6,8 +6,11 @@ session's temp dir lets repeated runs and subprocesses skip recompiling the same
 """
 
 import dataclasses
+import json
 import os
 import pathlib
+import subprocess
+import sys
 
 import jax
 import ml_collections
@@ -80,6 +83,22 @@ def subprocess_env(cache_dir: str, num_devices: int) -> dict[str, str]:
         PYTHONPATH=os.pathsep.join([str(REPO), str(_TESTS)]),
     )
     return env
+
+
+def run_device_script(script: str, args: list[str], cache_dir: str, num_devices: int) -> dict:
+    """Runs `python -c script *args` with `num_devices` CPU devices; returns the JSON it prints
+    on its `RESULT ` line (a failed run fails the test with the script's stderr)."""
+    result = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        env=subprocess_env(cache_dir, num_devices),
+        cwd=str(REPO),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    line = next(s for s in result.stdout.splitlines() if s.startswith("RESULT"))
+    return json.loads(line.split(" ", 1)[1])
 
 
 def tiny_config(data_dir: str, **train: object) -> ml_collections.ConfigDict:

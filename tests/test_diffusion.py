@@ -215,41 +215,26 @@ def test_reprojection_selection_picks_the_best_hypothesis_per_joint():
     assert np.array_equal(out["refined_reproj"], again)
 
 
-def test_bad_refine_inputs_raise():
+@pytest.mark.parametrize(
+    "match, sigma_frames, overrides",
+    [
+        ("selection", None, {"selection": "nope"}),
+        ("log_sigma", 1, {}),
+        ("t_min", None, {"t_max": 1000}),
+    ],
+)
+def test_bad_refine_inputs_raise(match, sigma_frames, overrides):
     coarse, log_sigma, kp, intrinsics = _inputs()
-    key = jax.random.key(0)
-    with pytest.raises(ValueError, match="selection"):
+    with pytest.raises(ValueError, match=match):
         diffusion.refine(
             _shrink_denoiser,
             SCHEDULE,
             coarse,
-            log_sigma,
+            log_sigma[:, :sigma_frames],
             kp,
             intrinsics,
-            key,
-            config=_refine_config(selection="nope"),
-        )
-    with pytest.raises(ValueError, match="log_sigma"):
-        diffusion.refine(
-            _shrink_denoiser,
-            SCHEDULE,
-            coarse,
-            log_sigma[:, :1],
-            kp,
-            intrinsics,
-            key,
-            config=_refine_config(),
-        )
-    with pytest.raises(ValueError, match="t_min"):
-        diffusion.refine(
-            _shrink_denoiser,
-            SCHEDULE,
-            coarse,
-            log_sigma,
-            kp,
-            intrinsics,
-            key,
-            config=_refine_config(t_max=1000),
+            jax.random.key(0),
+            config=_refine_config(**overrides),
         )
 
 

@@ -8,8 +8,6 @@ TrainState layout the loop writes); training one would take most of this file's 
 
 import functools
 import json
-import subprocess
-import sys
 import textwrap
 
 import _fixtures
@@ -267,17 +265,9 @@ def test_gpc_workdir_evaluation_tables(gpc_run, tgt_workdir):
 
 def test_single_and_pmap_gpc_steps_agree(data_dir, tgt_workdir, cache_dir):
     config = _gpc_config(data_dir, tgt_workdir, batch_size=16)
-    result = subprocess.run(
-        [sys.executable, "-c", _LAYOUTS_SCRIPT, json.dumps(checkpoint.config_to_dict(config))],
-        env=_fixtures.subprocess_env(cache_dir, 8),
-        cwd=str(_fixtures.REPO),
-        capture_output=True,
-        text=True,
-        timeout=240,
+    report = _fixtures.run_device_script(
+        _LAYOUTS_SCRIPT, [json.dumps(checkpoint.config_to_dict(config))], cache_dir, 8
     )
-    assert result.returncode == 0, result.stderr[-4000:]
-    line = next(s for s in result.stdout.splitlines() if s.startswith("RESULT"))
-    report = json.loads(line.split(" ", 1)[1])
     assert report["moved"] > 1e-4, report
     assert report["pmap"] < 1e-6, report
     assert report["sharded"] < 1e-6, report

@@ -114,16 +114,7 @@ def test_layout_choice_on_one_device():
 
 
 def test_single_pmap_sharded_steps_agree(data_dir, cache_dir):
-    result = subprocess.run(
-        [sys.executable, "-c", _LAYOUTS_SCRIPT, data_dir],
-        env=_fixtures.subprocess_env(cache_dir, 8),
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    line = next(s for s in result.stdout.splitlines() if s.startswith("RESULT"))
-    report = json.loads(line.split(" ", 1)[1])
+    report = _fixtures.run_device_script(_LAYOUTS_SCRIPT, [data_dir], cache_dir, 8)
     assert report["moved"] > 1e-4  # the steps did change the parameters
     # pmap, sharded jit and micro-batched steps: the single-device whole-batch parameters.
     assert set(report["diffs"]) == {"pmap/0", "sharded/0", "single/4", "pmap/1", "sharded/1"}
