@@ -1,26 +1,17 @@
-"""Model cost and speed: parameters, XLA FLOPs, latency, throughput, memory, refinement cost.
+"""Cost and speed profiles of TGT and GPC configs, and their tables.
 
-Everything returns plain dicts (JSON-ready) and `format_table` prints them. FLOPs come from XLA's
-cost analysis of the compiled program (`compiled.cost_analysis()`), which counts a loop body once:
-models are therefore compiled with their layer scan fully unrolled (`scan_unroll = depth`, same
-parameters) for counting, and the K-step DDIM loop of `diffusion.refine` is corrected by adding
-K - 1 more measured steps. The analytic counters (`dense_flops`, `attention_flops`,
-`spatiotemporal_flops_per_frame`) count matmuls only and serve as an independent check.
-
-Timings exclude compilation: one warm-up call, then the median of `repeats` calls, each ended by
-`jax.block_until_ready`; beside the wall time, a CPU-bound time (see `median_times`) estimates
-the idle-machine time on a shared CPU machine. Training throughput runs the real
-`train.steps.train_step` of the config's task on a `train.parallel.DataParallel` layout.
+Everything returns plain dicts (JSON-ready) and `format_table` prints them. XLA's cost analysis
+counts a loop body once: models are therefore compiled with their layer scan fully unrolled
+(`scan_unroll = depth`, same parameters) for counting, and the K-step DDIM loop of
+`diffusion.refine` is corrected by adding K - 1 more measured steps. The counters are
+`profiling_costs`' and the timings `profiling_timing`'s, re-exported here with the profiles.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import os
-import statistics
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -30,68 +21,48 @@ import numpy as np
 
 from gentg_jax import camera, diffusion, skeleton
 from gentg_jax.models import gpc
-from gentg_jax.train import parallel, state, steps, tasks
+from gentg_jax.profiling_costs import (
+    attention_flops,
+    dense_flops,
+    device_peak_memory,
+    jit_compile,
+    memory_analysis,
+    param_count,
+    spatiotemporal_flops_per_frame,
+    xla_flops,
+)
+from gentg_jax.profiling_timing import (
+    Batch,
+    device_info,
+    median_times,
+    predict_throughput,
+    timed,
+    train_throughput,
+)
+from gentg_jax.train import parallel, steps, tasks
+
+__all__ = [
+    "attention_flops",
+    "dense_flops",
+    "device_info",
+    "format_rows",
+    "format_table",
+    "format_value",
+    "gpc_flops",
+    "init_params",
+    "median_times",
+    "memory_analysis",
+    "param_count",
+    "predict_throughput",
+    "profile",
+    "synthetic_batch",
+    "tgt_flops_per_frame",
+    "timed",
+    "train_throughput",
+    "xla_flops",
+]
 
 PyTree = Any
-Batch = dict[str, Any]
-_BUFFERS = ("argument", "output", "temp", "alias")
-
-
-def param_count(params: PyTree) -> int:
-    """Number of scalars in a parameter pytree (arrays or ShapeDtypeStructs)."""
-    return int(sum(math.prod(np.shape(leaf)) for leaf in jax.tree.leaves(params)))
-
-
-def xla_flops(compiled: jax.stages.Compiled) -> float:
-    """FLOPs of a compiled program from XLA's cost analysis (a dict, or a list of per-program
-    dicts on older jax). Loop bodies count once."""
-    analysis = compiled.cost_analysis()
-    if isinstance(analysis, (list, tuple)):
-        analysis = analysis[0] if analysis else None
-    if not analysis or "flops" not in analysis:
-        raise ValueError("this backend's cost analysis reports no 'flops'")
-    return float(analysis["flops"])
-
-
-def memory_analysis(compiled: jax.stages.Compiled) -> dict[str, int] | None:
-    """XLA's static buffer sizes of a compiled program (bytes), None when not reported; their
-    sum, total_bytes, bounds what the program holds on the device at once."""
-    stats = compiled.memory_analysis()
-    if stats is None:
-        return None
-    out = {f"{n}_bytes": int(getattr(stats, f"{n}_size_in_bytes")) for n in _BUFFERS}
-    # Donated inputs that alias outputs occupy one buffer, not two.
-    out["total_bytes"] = sum(out[f"{n}_bytes"] for n in _BUFFERS[:3]) - out["alias_bytes"]
-    return out
-
-
-def device_peak_memory(device: jax.Device | None = None) -> int | None:
-    """The allocator's peak bytes in use (GPU/TPU); None where the backend keeps no stats (CPU)."""
-    stats = (device or jax.local_devices()[0]).memory_stats()
-    return int(stats["peak_bytes_in_use"]) if stats and "peak_bytes_in_use" in stats else None
-
-
-def dense_flops(rows: int, in_features: int, out_features: int, bias: bool = True) -> int:
-    """A Dense layer on `rows` vectors: 2 * in * out multiply-adds per row, plus the bias add."""
-    return rows * out_features * (2 * in_features + int(bias))
-
-
-def attention_flops(batch: int, length: int, dim: int) -> int:
-    """Matmul FLOPs of multi-head self-attention on (batch, length, dim): qkv and output
-    projections (8 L D^2) and the two L x L contractions (4 L^2 D), independent of the heads."""
-    return batch * (8 * length * dim**2 + 4 * length**2 * dim)
-
-
-def spatiotemporal_flops_per_frame(
-    model_config: ml_collections.ConfigDict, tokens: int, frames: int
-) -> float:
-    """Matmul FLOPs per frame of the model's `depth` SpatioTemporalLayers (embeddings, heads and
-    per-sequence terms omitted): attention over `tokens` and over `frames`, and two MLPs."""
-    dim, hidden = model_config.dim, int(model_config.dim * model_config.mlp_ratio)
-    spatial = attention_flops(1, tokens, dim)
-    temporal = tokens * attention_flops(1, frames, dim) / frames
-    mlps = 2 * tokens * 4 * hidden * dim
-    return float(model_config.depth * (spatial + temporal + mlps))
 
 
 def _unrolled(model_config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -99,10 +70,6 @@ def _unrolled(model_config: ml_collections.ConfigDict) -> ml_collections.ConfigD
     with model_config.unlocked():  # configs without the field get the models' default (1)
         model_config.scan_unroll = model_config.depth
     return model_config
-
-
-def _compile(fn: Callable, *args: Any) -> jax.stages.Compiled:
-    return jax.jit(fn).lower(*args).compile()
 
 
 def synthetic_batch(batch_size: int, num_frames: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -122,99 +89,6 @@ def synthetic_batch(batch_size: int, num_frames: int, seed: int = 0) -> dict[str
     }
 
 
-def median_times(call: Callable[[], Any], repeats: int = 3) -> tuple[float, float]:
-    """Median wall seconds and median CPU-bound seconds of `repeats` calls after one warm-up.
-
-    CPU-bound seconds are the process CPU time (all threads) divided by the core count: the wall
-    time the same work would take keeping every core busy without contention, an idle-machine
-    estimate that other processes do not inflate (thread spin-waits count as work).
-    """
-    jax.block_until_ready(call())
-    wall, cpu = [], []
-    for _ in range(repeats):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        jax.block_until_ready(call())
-        wall.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - start_cpu)
-    return statistics.median(wall), statistics.median(cpu) / (os.cpu_count() or 1)
-
-
-def timed(fn: Callable, args: Sequence[Any], repeats: int = 3) -> tuple[float, jax.stages.Compiled]:
-    """jit-compiles fn for args; returns (median seconds per call, the compiled program)."""
-    compiled = _compile(fn, *args)
-    return median_times(lambda: compiled(*args), repeats)[0], compiled
-
-
-def device_info() -> dict[str, Any]:
-    device = jax.local_devices()[0]
-    return {
-        "device_kind": device.device_kind,
-        "platform": device.platform,
-        "device_count": jax.device_count(),
-        "jax_version": jax.__version__,
-    }
-
-
-def place_batch(layout: parallel.DataParallel, batch: Batch) -> Batch:
-    """A host batch on the layout's devices (pmap batches too, so timings exclude transfers)."""
-    placed = layout.shard_batch(batch)
-    return jax.device_put(placed, layout.batch_sharding) if layout.mode == "pmap" else placed
-
-
-def _measure(compiled: jax.stages.Compiled, call: Callable[[], Any], repeats: int) -> dict:
-    """Times `call` (which runs `compiled`) and adds the program's static memory."""
-    seconds, cpu_bound = median_times(call, repeats)
-    return {"seconds": seconds, "cpu_bound_seconds": cpu_bound, "memory": memory_analysis(compiled)}
-
-
-def predict_throughput(
-    layout: parallel.DataParallel, task: tasks.Task, params, batch: Batch, repeats: int = 3
-) -> dict[str, Any]:
-    """frames/s of the task's predict on a host `batch` (global batch) under `layout`, with
-    its seconds and cpu_bound_seconds per call (see `median_times`) and memory."""
-    inputs = place_batch(layout, {k: batch[k] for k in ("keypoints_2d", "scores")})
-    params = layout.replicate(params)
-    fn = functools.partial(steps.predict_step, task=task)
-    if layout.mode == "pmap":
-        fn = jax.pmap(fn)
-    elif layout.mode == "sharded":
-        shardings = (layout.replicated, layout.batch_sharding)
-        fn = jax.jit(fn, in_shardings=shardings, out_shardings=layout.batch_sharding)
-    else:
-        fn = jax.jit(fn)
-    compiled = fn.lower(params, inputs).compile()
-    out = _measure(compiled, lambda: compiled(params, inputs), repeats)
-    out["frames_per_s"] = math.prod(batch["keypoints_2d"].shape[:2]) / out["seconds"]
-    return out
-
-
-def train_throughput(
-    config: ml_collections.ConfigDict,
-    layout: parallel.DataParallel,
-    task: tasks.Task,
-    params,
-    batch: Batch,
-    repeats: int = 3,
-) -> dict[str, Any]:
-    """clips/s of the real train step (steps.train_step, the task's loss and optimiser), with
-    its seconds and cpu_bound_seconds per call (see `median_times`) and memory."""
-    tx = task.optimizer()
-    host = jax.jit(lambda p: state.create_train_state(p, tx, jax.random.PRNGKey(0)))(params)
-    train_state = layout.replicate(jax.tree.map(np.asarray, host))
-    inputs = place_batch(layout, batch)
-    step = layout.compile_step(functools.partial(steps.train_step, task=task, config=config))
-    compiled = step.lower(train_state, inputs).compile()
-    carry = [train_state]
-
-    def call():
-        carry[0], metrics = compiled(carry[0], inputs)  # the state is donated: thread it
-        return carry[0].step, metrics
-
-    out = _measure(compiled, call, repeats)
-    out["clips_per_s"] = len(batch["keypoints_2d"]) / out["seconds"]
-    return out
-
-
 def init_params(task: tasks.Task, batch: Batch, seed: int = 0) -> PyTree:
     return jax.jit(task.init_params)(jax.random.PRNGKey(seed), batch)
 
@@ -226,7 +100,7 @@ def tgt_flops_per_frame(config: ml_collections.ConfigDict, batch: Batch) -> floa
     task = tasks.get_task(config)
     inputs = {k: batch[k] for k in ("keypoints_2d", "scores")}
     params = jax.eval_shape(task.init_params, jax.random.PRNGKey(0), batch)
-    compiled = _compile(functools.partial(steps.predict_step, task=task), params, inputs)
+    compiled = jit_compile(functools.partial(steps.predict_step, task=task), params, inputs)
     return xla_flops(compiled) / math.prod(batch["scores"].shape[:2])
 
 
@@ -309,10 +183,10 @@ def gpc_flops(
     params = _denoiser_params(model, inputs, abstract=True)
     args = (params, inputs, jax.random.PRNGKey(0))
     frames = math.prod(batch["scores"].shape[:2])
-    denoiser = xla_flops(_compile(_gpc_fn(model, config, "denoise"), *args)) / frames
-    refine = xla_flops(_compile(_gpc_fn(model, config, "refine"), *args))
+    denoiser = xla_flops(jit_compile(_gpc_fn(model, config, "denoise"), *args)) / frames
+    refine = xla_flops(jit_compile(_gpc_fn(model, config, "refine"), *args))
     if config.refine.num_steps > 1:
-        step = xla_flops(_compile(_gpc_fn(model, config, "step"), *args))
+        step = xla_flops(jit_compile(_gpc_fn(model, config, "step"), *args))
         refine += (config.refine.num_steps - 1) * step
     tgt = tgt_flops_per_frame(tgt_config, batch)
     return {
