@@ -29,7 +29,7 @@ def train_step(
 
     The loss is a mean over the counted frames of the (per-device) batch, so each device's
     gradient and metrics are weighted by its share of the counted frames before the average
-    (`frame_weights`): the global-batch gradient, as the single-device and sharded-jit steps
+    (`device_weight`): the global-batch gradient, as the single-device and sharded-jit steps
     compute it. `config.train.micro_batch_size` accumulates it over micro-batches
     (`loss_and_grads`); `data_shards` > 1: `batch` is the global batch of the sharded layout,
     made of that many devices' contiguous parts.
@@ -46,7 +46,7 @@ def train_step(
     )
     metrics = {**metrics, "loss": loss}
     if axis_name:
-        weight = frame_weights(batch, axis_name)
+        weight = device_weight(batch, axis_name)
         grads = lax.pmean(jax.tree.map(lambda g: weight * g, grads), axis_name)
         metrics = lax.pmean(jax.tree.map(lambda m: weight * m, metrics), axis_name)
     metrics["grad_norm"] = optax.tree.norm(grads)
@@ -67,7 +67,7 @@ def loss_and_grads(
 
     With 0 < micro_batch < the batch size, the batch is cut into micro-batches of that many
     windows, processed one after another (lax.scan), and their losses, metrics and gradients
-    averaged with weights proportional to their counted frames (`frame_weights`): the
+    averaged with weights proportional to their counted frames (`micro_batch_weights`): the
     whole-batch result for the activation memory of one micro-batch. Micro-batch i draws its
     dropout with fold_in(rng, i). When `batch` is made of `data_shards` devices' contiguous
     parts (a sharded global batch), micro_batch counts windows per part and micro-batch i takes
@@ -93,8 +93,7 @@ def loss_and_grads(
         return x.reshape(count, data_shards * micro_batch, *x.shape[3:])
 
     chunks = jax.tree.map(to_chunks, batch)
-
-    weights = frame_weights(chunks)
+    weights = micro_batch_weights(chunks)
 
     def accumulate(total, inputs):
         index, weight, chunk = inputs
@@ -109,26 +108,36 @@ def loss_and_grads(
     return total
 
 
-def frame_weights(chunks: Batch, axis_name: str | None = None) -> jax.Array:
-    """Each part's share of the counted frames: (n,) for chunks (n, B, T, ...) of one batch, or
-    this device's scalar share among the devices on `axis_name` for a per-device batch (scaled
-    so that their mean is 1: lax.pmean then averages correctly).
+def _counted_frames(batch: Batch, leading_axes: int) -> jax.Array | None:
+    """Counted frames per index of the `leading_axes` leading axes; None without frame_mask."""
+    if "frame_mask" not in batch:
+        return None
+    mask = batch["frame_mask"]
+    return jnp.sum(mask.reshape(*mask.shape[:leading_axes], -1), axis=-1)
+
+
+def micro_batch_weights(chunks: Batch) -> jax.Array:
+    """(n,) each micro-batch's share of the counted frames of chunks (n, B, T, ...).
 
     Every loss term is a mean over counted frames (frame pairs for the velocity term), so
-    weighting the parts' losses and gradients by their frame counts reproduces the loss of
-    the whole batch exactly, but for the velocity term's ~1/T difference between frames and
-    frame pairs. Without a frame_mask every part weighs the same.
+    weighting the micro-batches' losses and gradients by their frame counts reproduces the
+    whole batch's exactly, but for the velocity term's ~1/T difference between frames and
+    frame pairs. Without a frame_mask every micro-batch weighs the same.
     """
-    if axis_name is not None:
-        if "frame_mask" not in chunks:
-            return jnp.ones(())
-        frames = jnp.sum(chunks["frame_mask"])
-        return frames / jnp.maximum(lax.pmean(frames, axis_name), 1.0)
-    count = jax.tree.leaves(chunks)[0].shape[0]
-    if "frame_mask" not in chunks:
+    frames = _counted_frames(chunks, 1)
+    if frames is None:
+        count = jax.tree.leaves(chunks)[0].shape[0]
         return jnp.full((count,), 1.0 / count)
-    frames = jnp.sum(chunks["frame_mask"].reshape(count, -1), axis=1)
     return frames / jnp.maximum(jnp.sum(frames), 1.0)
+
+
+def device_weight(batch: Batch, axis_name: str) -> jax.Array:
+    """This device's counted frames over their mean on `axis_name`: weighting each device's
+    gradient by it makes lax.pmean the global-batch gradient (see micro_batch_weights)."""
+    frames = _counted_frames(batch, 0)
+    if frames is None:
+        return jnp.ones(())
+    return frames / jnp.maximum(lax.pmean(frames, axis_name), 1.0)
 
 
 def predict_step(params: Any, batch: Batch, *, task: tasks_lib.Task) -> dict[str, jax.Array]:
