@@ -18,9 +18,9 @@ import time
 import numpy as np
 
 from gentg_jax import camera, files
-from gentg_jax.data import tfds_builders, videopose3d
+from gentg_jax.data import h36m, tfds_builders, videopose3d
 
-SUBJECTS = (*camera.TRAIN_SUBJECTS, *camera.TEST_SUBJECTS)
+SUBJECTS = (*h36m.TRAIN_SUBJECTS, *h36m.TEST_SUBJECTS)
 
 
 def _random_walk_poses(rng: np.random.Generator, frames: int) -> np.ndarray:
@@ -41,8 +41,8 @@ def write_files(directory: pathlib.Path, *, actions: int, frames_2d: int, seed: 
         subject, action = SUBJECTS[index % len(SUBJECTS)], f"Action{index // len(SUBJECTS)} 1"
         poses = _random_walk_poses(rng, int(length))
         views = []
-        for cam_index in range(len(camera.CAMERA_IDS)):
-            cam = camera.camera(subject, cam_index)
+        for cam_index in range(len(h36m.CAMERA_IDS)):
+            cam = h36m.camera(subject, cam_index)
             local = camera.world_to_camera(
                 poses[:, videopose3d.KEPT_JOINTS_32], cam.orientation, cam.translation
             )

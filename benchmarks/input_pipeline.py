@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 
-from gentg_jax import camera, files, skeleton
-from gentg_jax.data import pipeline, synthetic
+from gentg_jax import files, skeleton
+from gentg_jax.data import h36m, pipeline, synthetic
 
 
 def synthetic_sequences(num_sequences: int, frames: int) -> list[dict]:
@@ -38,10 +38,10 @@ def random_sequences(num_sequences: int, min_frames: int, max_frames: int, seed:
     sequences = []
     for s in range(num_sequences):
         length = int(rng.integers(min_frames, max_frames + 1))
-        cam = camera.camera(camera.TRAIN_SUBJECTS[s % 5], s % 4)
+        cam = h36m.camera(h36m.TRAIN_SUBJECTS[s % 5], s % 4)
         sequences.append(
             {
-                "subject": camera.TRAIN_SUBJECTS[s % 5],
+                "subject": h36m.TRAIN_SUBJECTS[s % 5],
                 "action": f"action{s // 20}",
                 "camera": cam.id,
                 "keypoints_2d": rng.uniform(0, 1000, (length, skeleton.NUM_JOINTS, 2)).astype(

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 
 from configs import tgt_base
 from gentg_jax import files, profiling
-from gentg_jax.train import parallel, tasks
+from gentg_jax.train import parallel, registry
 
 # Dense bf16 tensor-core peaks (TFLOP/s) of the SXM parts: H200 has H100's compute.
 KNOWN_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0}
@@ -106,7 +106,7 @@ def measure(args: argparse.Namespace, dtype: str, mode: str, forward_flops: floa
     """One row: predict frames/s and train clips/s of the `dtype` model in layout `mode`."""
     config = tgt_base.get_config(args.variant)
     config.model.dtype = dtype
-    task = tasks.get_task(config)
+    task = registry.get_task(config)
     batch = profiling.synthetic_batch(args.batch, config.data.num_frames)
     params = profiling.init_params(task, batch, config.seed)
     layout = parallel.DataParallel(mode)

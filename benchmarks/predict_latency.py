@@ -33,7 +33,7 @@ import numpy as np
 
 from gentg_jax import checkpoint, files, profiling, skeleton
 from gentg_jax.inference import Predictor, load_predictor
-from gentg_jax.train import loop, tasks
+from gentg_jax.train import loop, registry
 
 IMAGE_SIZE = (1000, 1002)
 
@@ -57,7 +57,7 @@ def save_random_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> N
             f"--config task {config.task!r}: only TGT configs can start from random parameters "
             "(a GPC needs a trained TGT); pass --checkpoint with a GPC or e2e workdir"
         )
-    task = tasks.get_task(config)
+    task = registry.get_task(config)
     state = loop.init_state(config, task, profiling.synthetic_batch(1, config.data.num_frames))
     manager = checkpoint.CheckpointManager(checkpoint.checkpoint_directory(workdir))
     manager.save(0, state.to_checkpoint(), config=config)

@@ -20,7 +20,7 @@ import jax
 
 from configs import tgt_base
 from gentg_jax import files, profiling
-from gentg_jax.train import parallel, tasks
+from gentg_jax.train import parallel, registry
 
 # MixSTE (PyTorch, float32) on this machine kind; the targets are twice these.
 REFERENCE = {
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     config = tgt_base.get_config(args.config)
     frames = args.frames or config.model.max_frames
     config.data.num_frames = frames
-    task, single = tasks.get_task(config), parallel.DataParallel("single")
+    task, single = registry.get_task(config), parallel.DataParallel("single")
     batches = {size: profiling.synthetic_batch(size, frames) for size in (1, 8)}
     params = profiling.init_params(task, batches[1], config.seed)
     results = {

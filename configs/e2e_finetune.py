@@ -15,12 +15,12 @@ variant of the same name, with a fine-tuning schedule.
 
 import ml_collections
 
-from configs import gpc_base
+from configs import common, gpc_base
 from gentg_jax import skeleton
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    variant, config = gpc_base.from_tgt_variant(arg, "e2e")
+    variant, config = common.from_tgt_variant(arg, "e2e")
     config.tgt_workdir = ""  # "": the GPC's saved tgt_workdir
     config.gpc_workdir = ""  # required
     # Filled with the saved configs of the two workdirs when the run starts.

@@ -13,7 +13,7 @@ otherwise the frozen TGT at `tgt_workdir` provides them.
 
 import ml_collections
 
-from configs import tgt_base
+from configs import common
 from gentg_jax import skeleton
 
 # Per-joint std (metres) of the simulated lifter error: small at the hips and torso, large at the
@@ -42,20 +42,19 @@ _JOINT_STD = (
 def _sections(config: ml_collections.ConfigDict) -> None:
     """Denoiser, diffusion, refinement, loss and GT-noise sections of the base variant."""
     config.model = ml_collections.ConfigDict()
-    config.model.dim = 128
-    config.model.depth = 4
-    config.model.num_heads = 4
-    config.model.mlp_ratio = 2.0
-    config.model.dropout = 0.0
-    config.model.drop_path = 0.0
-    config.model.max_frames = 243
+    config.model.dim = 128  # token width
+    config.model.depth = 4  # spatial+temporal layer pairs
+    config.model.num_heads = 4  # attention heads
+    config.model.mlp_ratio = 2.0  # MLP hidden width / token width
+    config.model.dropout = 0.0  # dropout rate (attention output and MLP)
+    config.model.drop_path = 0.0  # stochastic depth rate
+    config.model.max_frames = 243  # longest window the temporal embedding covers
     config.model.use_graph_bias = True  # hop-distance attention bias over the 17 joints
-    config.model.spatial_first = True
-    config.model.adaln = (
-        True  # timestep conditioning by adaLN-Zero modulation (besides the added embedding)
-    )
+    config.model.spatial_first = True  # spatial block before the temporal one in a layer
+    # timestep conditioning by adaLN-Zero modulation (besides the added embedding)
+    config.model.adaln = True
     config.model.predict_residual = True  # predict x0 as coarse + a zero-initialised correction
-    config.model.remat = True
+    config.model.remat = True  # rematerialise each scanned layer (training memory)
     config.model.dtype = "float32"  # compute dtype: "float32" | "bfloat16"; params stay float32
 
     config.diffusion = ml_collections.ConfigDict()
@@ -83,9 +82,9 @@ def _sections(config: ml_collections.ConfigDict) -> None:
     config.refine.aggregation = "mean"  # deployable refined_3d: "mean" | "reproj"
 
     config.loss = ml_collections.ConfigDict()
-    config.loss.joint_weights = (1.0,) * skeleton.NUM_JOINTS
-    config.loss.mpjpe = 1.0
-    config.loss.velocity = 0.5
+    config.loss.joint_weights = (1.0,) * skeleton.NUM_JOINTS  # per-joint x0 MPJPE weights
+    config.loss.mpjpe = 1.0  # weight of the weighted MPJPE of the denoised pose
+    config.loss.velocity = 0.5  # weight of its velocity error along frames
 
     config.gt_noise = ml_collections.ConfigDict()
     config.gt_noise.joint_std = _JOINT_STD  # per-joint std (m) of the simulated lifter error
@@ -95,28 +94,11 @@ def _sections(config: ml_collections.ConfigDict) -> None:
     config.gt_noise.sigma_jitter = 0.2  # log-space std of the synthetic sigma's error
 
 
-def from_tgt_variant(arg: str | None, task: str) -> tuple[str, ml_collections.ConfigDict]:
-    """The variant `arg` names (tiny or base; default base) and a new config for `task` (seed 0)
-    with the data, train and eval sections of configs/tgt_base.py's variant of that name."""
-    variant = arg or "base"
-    if variant not in ("tiny", "base"):
-        raise ValueError(f"unknown variant {variant!r}; choose tiny or base")
-    tgt = tgt_base.get_config(variant)
-    config = ml_collections.ConfigDict()
-    config.task = task
-    config.seed = 0
-    config.data = tgt.data
-    config.train = tgt.train
-    config.eval = tgt.eval
-    return variant, config
-
-
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    variant, config = from_tgt_variant(arg, "gpc")
+    variant, config = common.from_tgt_variant(arg, "gpc")
     config.tgt_workdir = ""  # the frozen TGT checkpoint; "" with train_from_gt_noise
-    config.train_from_gt_noise = (
-        True  # train on coarse poses simulated from the ground truth (no TGT needed)
-    )
+    # train on coarse poses simulated from the ground truth (no TGT needed)
+    config.train_from_gt_noise = True
     _sections(config)
     if variant == "tiny":
         config.model.update(dim=32, depth=2, max_frames=config.data.num_frames, remat=False)

@@ -36,9 +36,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.drop_path = 0.1  # stochastic depth rate
     config.model.max_frames = 243  # longest window the temporal embedding covers
     config.model.use_limb_tokens = True  # ablation: 16 limb tokens beside the 17 joint tokens
-    config.model.use_graph_bias = (
-        True  # ablation: hop-distance attention bias in the spatial blocks
-    )
+    # ablation: hop-distance attention bias in the spatial blocks
+    config.model.use_graph_bias = True
     config.model.spatial_first = True  # ablation: spatial block before the temporal one in a layer
     config.model.remat = True  # rematerialise each scanned layer (training memory)
     config.model.scan_unroll = 1  # layers per scan iteration; depth = fully unrolled (FLOP counts)
@@ -51,9 +50,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.cpu_micro_batch_mib = 1.0
 
     config.loss = ml_collections.ConfigDict()
-    config.loss.joint_weights = (
-        1.0,
-    ) * skeleton.NUM_JOINTS  # per-joint MPJPE weights, H36M-17 order
+    # per-joint MPJPE weights, H36M-17 order
+    config.loss.joint_weights = (1.0,) * skeleton.NUM_JOINTS
     config.loss.mpjpe = 1.0  # weight of the weighted MPJPE
     config.loss.uncertainty = 0.1  # weight of the beta-NLL term training log sigma
     config.loss.uncertainty_beta = 0.5  # beta of the beta-NLL (0: plain NLL)
@@ -70,9 +68,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.ema_decay = 0.999  # EMA of the parameters (evaluated and exported)
     config.train.log_every = 100  # steps between metric logs (stdout, metrics.jsonl, TensorBoard)
     config.train.eval_every = 5000  # steps between evaluations (0: never)
-    config.train.checkpoint_every = (
-        5000  # steps between checkpoints (0: only at evaluations and the end)
-    )
+    # steps between checkpoints (0: only at evaluations and the end)
+    config.train.checkpoint_every = 5000
     config.train.keep_checkpoints = 3  # latest checkpoints kept (plus the best by P1)
     # Windows per gradient pass on each device; the step averages the micro-batches' gradients
     # (the whole-batch gradient, at one micro-batch's activation memory). 0: all at once.

@@ -15,8 +15,7 @@ import sys
 
 from absl import app, flags
 
-from gentg_jax import camera
-from gentg_jax.data import tfds_builders
+from gentg_jax.data import h36m, tfds_builders
 
 _DATA_3D = flags.DEFINE_string("data_3d", None, "data_3d_h36m.npz (positions_3d).", required=True)
 _DATA_2D = flags.DEFINE_multi_string(
@@ -27,8 +26,8 @@ _DATA_2D = flags.DEFINE_multi_string(
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", "", "TFDS data_dir (empty: $TFDS_DATA_DIR or ~/tensorflow_datasets)."
 )
-_TRAIN = flags.DEFINE_list("train_subjects", list(camera.TRAIN_SUBJECTS), "Train split subjects.")
-_TEST = flags.DEFINE_list("test_subjects", list(camera.TEST_SUBJECTS), "Test split subjects.")
+_TRAIN = flags.DEFINE_list("train_subjects", list(h36m.TRAIN_SUBJECTS), "Train split subjects.")
+_TEST = flags.DEFINE_list("test_subjects", list(h36m.TEST_SUBJECTS), "Test split subjects.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Rebuild configs that already exist.")
 
 

@@ -13,8 +13,7 @@ import sys
 
 from absl import app, flags
 
-from gentg_jax import camera
-from gentg_jax.data import synthetic, tfds_builders
+from gentg_jax.data import h36m, synthetic, tfds_builders
 
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", "", "TFDS data_dir (empty: $TFDS_DATA_DIR or ~/tensorflow_datasets)."
@@ -23,13 +22,13 @@ _FRAMES = flags.DEFINE_integer(
     "frames_per_sequence", synthetic.SyntheticConfig.frames_per_sequence, "Frames per sequence."
 )
 _SEED = flags.DEFINE_integer("seed", 0, "Generator seed.")
-_SUBJECTS = flags.DEFINE_list("subjects", list(synthetic.SUBJECTS), "Subjects to generate.")
-_ACTIONS = flags.DEFINE_list("actions", list(synthetic.ACTIONS), "Actions to generate.")
+_SUBJECTS = flags.DEFINE_list("subjects", list(h36m.SUBJECTS), "Subjects to generate.")
+_ACTIONS = flags.DEFINE_list("actions", list(h36m.ACTIONS), "Actions to generate.")
 _CONFIGS = flags.DEFINE_list(
     "configs", list(tfds_builders.SYNTHETIC_CONFIGS), "Configs to build (detector, gt)."
 )
-_TRAIN = flags.DEFINE_list("train_subjects", list(camera.TRAIN_SUBJECTS), "Train split subjects.")
-_TEST = flags.DEFINE_list("test_subjects", list(camera.TEST_SUBJECTS), "Test split subjects.")
+_TRAIN = flags.DEFINE_list("train_subjects", list(h36m.TRAIN_SUBJECTS), "Train split subjects.")
+_TEST = flags.DEFINE_list("test_subjects", list(h36m.TEST_SUBJECTS), "Test split subjects.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Rebuild configs that already exist.")
 
 

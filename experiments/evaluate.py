@@ -11,11 +11,9 @@ their errors, sigma-error correlation); --tgt_workdir pairs a GPC with a TGT oth
 in its saved config (e.g. a GPC trained from GT noise).
 """
 
-import ml_collections
 from absl import app, flags, logging
 
 from experiments import _cli
-from gentg_jax import checkpoint
 from gentg_jax.train import loop
 
 _RUN = _cli.define_run_flags(
@@ -32,13 +30,9 @@ _TGT_WORKDIR = flags.DEFINE_string(
 def main(argv: list[str]) -> None:
     _cli.start(argv, _RUN)
     step = int(_CHECKPOINT.value) if _CHECKPOINT.value.isdigit() else _CHECKPOINT.value
-    config = _RUN.config.value
-    if _TGT_WORKDIR.value:
-        config = ml_collections.ConfigDict(
-            (config or checkpoint.load_config(_RUN.workdir.value)).to_dict()
-        )
-        config.tgt_workdir = _TGT_WORKDIR.value
-    _, written = loop.evaluate_checkpoint(_RUN.workdir.value, step=step, config=config)
+    _, written = loop.evaluate_checkpoint(
+        _RUN.workdir.value, step=step, config=_RUN.config.value, tgt_workdir=_TGT_WORKDIR.value
+    )
     if written:
         print(written["markdown"], end="")
         logging.info(

@@ -24,9 +24,8 @@ import numpy as np
 from absl import app, flags, logging
 
 from configs import gpc_base, infer_offline, tgt_base
-from experiments import infer
-from gentg_jax import files, viz
-from gentg_jax.data import synthetic, tfds_builders
+from gentg_jax import files, inference, viz
+from gentg_jax.data import h36m, synthetic, tfds_builders
 from gentg_jax.train import loop
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/quickstart", "Where everything is written.")
@@ -44,8 +43,8 @@ class Options:
 
     workdir: str = "runs/quickstart"
     frames_per_sequence: int = 300
-    subjects: tuple[str, ...] = synthetic.SUBJECTS
-    actions: tuple[str, ...] = synthetic.ACTIONS
+    subjects: tuple[str, ...] = h36m.SUBJECTS
+    actions: tuple[str, ...] = h36m.ACTIONS
     tgt_steps: int = 1500
     gpc_steps: int = 600
     max_windows: int = 0
@@ -146,7 +145,7 @@ def run(options: Options) -> dict[str, object]:
     infer_config = infer_offline.get_config()
     infer_config.checkpoint = gpc_dir
     result_path = os.path.join(options.workdir, "infer_result.npz")
-    arrays = infer.run(infer_config, sequence_path, result_path)
+    arrays = inference.infer_file(infer_config, sequence_path, result_path)
     logging.info("[6/6] animation")
     gif = os.path.join(options.workdir, "viz", "animation.gif")
     written_viz = viz.animate({**arrays, **extras}, gif, max_frames=options.gif_frames)

@@ -1,10 +1,13 @@
-"""Checkpoints: the only module that touches orbax.
+"""Checkpoints: the only module that touches orbax, and where workdirs are resolved.
 
 A workdir holds `config.json` and `checkpoints/<step>/` (orbax CheckpointManager layout). Each
 step directory has three items: `state` (the TrainState arrays as host numpy, so a checkpoint
 restores onto any device layout), `config` (the run's config as JSON) and `data` (the input
 iterator's position, JSON). The manager keeps the latest `keep` steps plus the best one by the
 evaluation metric `p1` (MPJPE, lower is better) among those saved with metrics.
+
+`workdir_of` and `paired_tgt_workdir` are the one rule by which inference, evaluation and
+fine-tuning find a workdir from a checkpoint path, and a GPC's TGT.
 """
 
 import json
@@ -18,8 +21,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from gentg_jax import files
+from gentg_jax.types import PyTree
 
-PyTree = Any
 CONFIG_FILE = "config.json"
 CHECKPOINTS = "checkpoints"
 BEST_METRIC = "p1"
@@ -241,3 +244,49 @@ def restore_params(
     if key not in state:
         raise CheckpointError(f"checkpoint {manager.directory / str(step)} has no {key!r}")
     return ml_collections.ConfigDict(config), state[key]
+
+
+def workdir_of(path: str | os.PathLike) -> pathlib.Path:
+    """The workdir holding `path`: itself, or the workdir above its checkpoints/ or step dir."""
+    path = pathlib.Path(path)
+    for directory in (path, *path.parents[:2]):
+        if (directory / CHECKPOINTS).is_dir():
+            return directory
+    return path
+
+
+def paired_tgt_workdir(
+    gpc_path: str | os.PathLike,
+    gpc_config: ml_collections.ConfigDict,
+    override: str | os.PathLike | None = None,
+) -> pathlib.Path:
+    """The TGT workdir a GPC checkpoint is paired with.
+
+    `override` when given; else the GPC's saved `config.tgt_workdir` (absolute, or relative to
+    the current directory) when it exists; else a directory of that name beside the GPC
+    workdir (both workdirs copied elsewhere together, e.g. to Colab).
+
+    Raises:
+      ValueError: the GPC was trained without a TGT (empty tgt_workdir) and no override.
+      FileNotFoundError: the TGT workdir is in none of those places.
+    """
+    if override:
+        found = pathlib.Path(override).expanduser()
+        if not found.exists():
+            raise FileNotFoundError(f"no TGT workdir at {found}")
+        return found
+    saved = gpc_config.get("tgt_workdir", "")
+    if not saved:
+        raise ValueError(
+            f"the GPC at {gpc_path} was trained without a TGT (empty config.tgt_workdir): name "
+            "the TGT workdir to pair it with"
+        )
+    saved = pathlib.Path(saved).expanduser()
+    candidates = [saved, workdir_of(pathlib.Path(gpc_path).absolute()).parent / saved.name]
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError(
+        f"the GPC's TGT workdir (config.tgt_workdir={str(saved)!r}) is not at "
+        f"{[str(c) for c in candidates]}: name its new place"
+    )

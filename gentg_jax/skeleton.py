@@ -1,4 +1,4 @@
-"""The Human3.6M 17-joint skeleton, its joint+limb graph, and COCO-17 keypoint conversion.
+"""The Human3.6M 17-joint skeleton, left-right flips, its joint+limb graph, and COCO-17 input.
 
 Joint order and parents follow the 17-joint protocol used by VideoPose3D and the methods that
 report on Human3.6M (DESIGN.md, "Conventions").
@@ -52,6 +52,19 @@ def _flip_permutation() -> tuple[int, ...]:
 
 # Index map that swaps every left joint with its right counterpart; an involution.
 FLIP_PERMUTATION = _flip_permutation()
+_FLIP_ARRAY = np.asarray(FLIP_PERMUTATION)
+_FLIP_SIGN = np.asarray([-1.0, 1.0, 1.0], np.float32)
+
+
+def flip_poses(poses):
+    """Mirrors (..., 17, C) poses (C = 2 or 3) left-right: x negated, left and right joints
+    swapped. numpy in -> numpy out; jax in -> jax out. Applying it twice is the identity."""
+    if isinstance(poses, np.ndarray):
+        # One copy: take along the joint axis is faster than fancy indexing, then negate in place.
+        out = np.take(poses, _FLIP_ARRAY, axis=-2)
+        out[..., 0] *= -1
+        return out
+    return poses[..., _FLIP_ARRAY, :] * _FLIP_SIGN[: poses.shape[-1]]
 
 
 def limb_vectors(joints):

@@ -1,11 +1,11 @@
 """Smoke test of the user-facing predict benchmark at a tiny size (no timing assertions)."""
 
 import json
-import pathlib
 
 from benchmarks import predict_latency
+from tests import helpers
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = helpers.REPO
 
 
 def test_predict_latency_writes_positive_numbers(tmp_path, capsys):

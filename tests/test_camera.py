@@ -1,7 +1,4 @@
-"""Cameras: published constants, transforms, projection against real 2D data, flips, types."""
-
-import json
-import pathlib
+"""Camera math: transforms, projection against real 2D data, flips, numpy/jax types."""
 
 import jax
 import jax.numpy as jnp
@@ -10,13 +7,10 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from gentg_jax import camera
+from gentg_jax.data import h36m
+from tests import helpers
 
-DATA = pathlib.Path(__file__).parent / "data"
-
-
-@pytest.fixture(scope="module")
-def published():
-    return json.loads((DATA / "h36m_cameras.json").read_text())
+DATA = helpers.TESTDATA
 
 
 @pytest.fixture(scope="module")
@@ -38,57 +32,14 @@ def _in_view_points(seed, n=50):
     return np.concatenate([rng.uniform(-0.5, 0.5, size=(n, 2)) * z, z], axis=-1)
 
 
-def test_constants_match_published_calibration(published):
-    assert camera.CAMERA_IDS == tuple(c["id"] for c in published["intrinsics"])
-    for ours, theirs in zip(camera.INTRINSICS, published["intrinsics"], strict=True):
-        assert ours.id == theirs["id"]
-        assert list(ours.center) == theirs["center"]
-        assert list(ours.focal_length) == theirs["focal_length"]
-        assert list(ours.radial_distortion) == theirs["radial_distortion"]
-        assert list(ours.tangential_distortion) == theirs["tangential_distortion"]
-        assert (ours.res_w, ours.res_h) == (theirs["res_w"], theirs["res_h"])
-    assert sorted(camera.EXTRINSICS) == sorted(published["extrinsics"])
-    assert set(camera.TRAIN_SUBJECTS) | set(camera.TEST_SUBJECTS) == set(published["extrinsics"])
-    for subject, cameras in published["extrinsics"].items():
-        for ours, theirs in zip(camera.EXTRINSICS[subject], cameras, strict=True):
-            assert list(ours.orientation) == theirs["orientation"]
-            assert list(ours.translation_mm) == theirs["translation"]
-    # Spot checks written out from the published table.
-    assert camera.INTRINSICS[1].focal_length[0] == 1149.6756591796875
-    assert camera.EXTRINSICS["S11"][3].translation_mm[2] == 1578.017578125
-
-
-def test_camera_in_library_units(published):
-    cam = camera.camera("S9", 2)
-    intr = published["intrinsics"][2]
-    w, h = intr["res_w"], intr["res_h"]
-    assert cam.id == "58860488" and cam.image_size == (w, h)
-    expected = [
-        intr["focal_length"][0] / w * 2,
-        intr["focal_length"][1] / w * 2,
-        intr["center"][0] / w * 2 - 1,
-        intr["center"][1] / w * 2 - h / w,
-        *intr["radial_distortion"],
-        *intr["tangential_distortion"],
-    ]
-    assert cam.intrinsic.dtype == np.float32
-    np.testing.assert_allclose(cam.intrinsic, expected, rtol=1e-6)
-    translation = np.asarray(published["extrinsics"]["S9"][2]["translation"]) / 1000
-    np.testing.assert_allclose(cam.translation, translation, rtol=1e-6)
-    with pytest.raises(KeyError, match="S2"):
-        camera.camera("S2", 0)
-    with pytest.raises(IndexError):
-        camera.camera("S1", 4)
-
-
 @pytest.mark.parametrize("index", range(4))
 def test_optical_axis_lands_on_principal_point(index):
-    cam = camera.camera("S1", index)
+    cam = h36m.camera("S1", index)
     on_axis = np.array([[0.0, 0.0, 3.5]], np.float32)
     projected = camera.project_to_2d(on_axis, cam.intrinsic)
     np.testing.assert_allclose(projected[0], cam.intrinsic[2:4], atol=1e-7)
     pixels = camera.image_coordinates(projected, cam.res_w, cam.res_h)
-    np.testing.assert_allclose(pixels[0], camera.INTRINSICS[index].center, atol=1e-3)
+    np.testing.assert_allclose(pixels[0], h36m.INTRINSICS[index].center, atol=1e-3)
 
 
 def test_distortion_free_projection_is_pinhole():
@@ -100,7 +51,7 @@ def test_distortion_free_projection_is_pinhole():
     )
     np.testing.assert_allclose(camera.project_to_2d(points, intrinsic), expected, atol=1e-12)
     # The linear projection ignores distortion whatever the coefficients are.
-    distorted = camera.camera("S5", 1).intrinsic.astype(np.float64)
+    distorted = h36m.camera("S5", 1).intrinsic.astype(np.float64)
     pinhole = distorted * [1, 1, 1, 1, 0, 0, 0, 0, 0]
     np.testing.assert_allclose(
         camera.project_to_2d_linear(points, distorted),
@@ -112,7 +63,7 @@ def test_distortion_free_projection_is_pinhole():
 def test_rotations_and_round_trip():
     rng = np.random.default_rng(1)
     points = rng.normal(size=(5, 17, 3))
-    cam = camera.camera("S11", 3)
+    cam = h36m.camera("S11", 3)
     q = cam.orientation.astype(np.float64)
     # qrot against scipy (scalar-last quaternions), an independent rotation implementation.
     scipy_rotated = Rotation.from_quat(q[[1, 2, 3, 0]]).apply(points.reshape(-1, 3))
@@ -133,7 +84,7 @@ def test_rotations_and_round_trip():
 def test_projection_reproduces_ground_truth_2d(mocap):
     for (subject, action), (world, tracks) in mocap.items():
         for index, track in enumerate(tracks):
-            cam = camera.camera(subject, index)
+            cam = h36m.camera(subject, index)
             local = camera.world_to_camera(world, cam.orientation, cam.translation)
             assert np.all(local[..., 2] > 0), (subject, action, index)
             projected = camera.project_to_2d(local, cam.intrinsic)
@@ -146,7 +97,7 @@ def test_projection_reproduces_ground_truth_2d(mocap):
 
 def test_numpy_in_numpy_out_jax_in_jax_out():
     points = _in_view_points(2).astype(np.float32)[None]
-    cam = camera.camera("S9", 0)
+    cam = h36m.camera("S9", 0)
     np_out = camera.project_to_2d(points, cam.intrinsic)
     assert isinstance(np_out, np.ndarray) and np_out.dtype == np.float32
     jax_out = camera.project_to_2d(jnp.asarray(points), jnp.asarray(cam.intrinsic))
@@ -192,7 +143,7 @@ def test_screen_coordinates_round_trip_batched():
 @pytest.mark.parametrize("index", range(4))
 def test_flip_intrinsic_mirrors_the_projection(index):
     """Mirroring the scene in x and projecting with the flipped intrinsic mirrors the image."""
-    intrinsic = camera.camera("S1", index).intrinsic.astype(np.float64)
+    intrinsic = h36m.camera("S1", index).intrinsic.astype(np.float64)
     points = _in_view_points(4 + index)
     mirrored = points * [-1, 1, 1]
     flipped = camera.flip_intrinsic(intrinsic)

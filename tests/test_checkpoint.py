@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 
-import _fixtures
 import jax
 import numpy as np
 import pytest
@@ -15,19 +14,20 @@ import pytest
 from configs import tgt_base
 from gentg_jax import checkpoint
 from gentg_jax.data import pipeline
-from gentg_jax.train import loop, tasks
+from gentg_jax.train import registry
+from tests import helpers
 
 # An 8-device pmap training run that saves its final step and its own copy of the parameters.
 _PMAP_SCRIPT = textwrap.dedent(
     """
     import sys
     import jax, numpy as np
-    import _fixtures
+    from tests import helpers
     from gentg_jax.train import loop
 
     assert jax.local_device_count() == 8
-    data_dir, workdir, out = sys.argv[1:]
-    config = _fixtures.tiny_config(data_dir, num_steps=2, parallel="pmap")
+    tiny_data_dir, workdir, out = sys.argv[1:]
+    config = helpers.tiny_config(tiny_data_dir, num_steps=2, parallel="pmap")
     result = loop.train_and_evaluate(config, workdir)
     np.savez(out, *jax.tree.leaves(result.state.ema_params))
     """
@@ -35,19 +35,13 @@ _PMAP_SCRIPT = textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return _fixtures.build_tiny_dataset(tmp_path_factory.getbasetemp())
-
-
-@pytest.fixture(scope="module")
-def pmap_run(data_dir, tmp_path_factory):
+def pmap_run(tiny_data_dir, compilation_cache, tmp_path_factory):
     """(workdir, EMA parameter leaves) of a 2-step pmap run on 8 CPU devices."""
-    cache_dir = _fixtures.enable_compilation_cache(tmp_path_factory.getbasetemp())
     base = tmp_path_factory.mktemp("pmap_run")
     workdir, out = base / "workdir", base / "params.npz"
     result = subprocess.run(
-        [sys.executable, "-c", _PMAP_SCRIPT, data_dir, str(workdir), str(out)],
-        env=_fixtures.subprocess_env(cache_dir, 8),
+        [sys.executable, "-c", _PMAP_SCRIPT, tiny_data_dir, str(workdir), str(out)],
+        env=helpers.subprocess_env(compilation_cache, 8),
         capture_output=True,
         text=True,
         timeout=240,
@@ -101,7 +95,7 @@ def test_manager_keeps_latest_and_best(tmp_path):
     assert checkpoint.load_config(tmp_path / "checkpoints" / "4").model.dim == config.model.dim
 
 
-def test_restore_params_of_pmap_run_on_one_device(pmap_run, data_dir):
+def test_restore_params_of_pmap_run_on_one_device(pmap_run, tiny_data_dir):
     workdir, ema_leaves = pmap_run
     assert jax.device_count() == 1
     config, params = checkpoint.restore_params(workdir)
@@ -116,9 +110,9 @@ def test_restore_params_of_pmap_run_on_one_device(pmap_run, data_dir):
     raw_leaves = jax.tree.leaves(raw)
     assert any(not np.array_equal(a, b) for a, b in zip(raw_leaves, ema_leaves, strict=True))
     # The restored parameters drive the model on this single device.
-    sequences = pipeline.load_sequences(config.data.name, data_dir, "test")
+    sequences = pipeline.load_sequences(config.data.name, tiny_data_dir, "test")
     batch = next(pipeline.eval_batches(sequences, num_frames=9, batch_size=4))
-    outputs = tasks.get_task(config).predict(params, loop.device_batch(batch))
+    outputs = registry.get_task(config).predict(params, pipeline.device_batch(batch))
     assert outputs["joints_3d"].shape == (4, 9, 17, 3)
     assert np.all(np.isfinite(outputs["joints_3d"]))
 

@@ -1,12 +1,11 @@
 """The README's config reference is generated from the configs and must match them."""
 
-import pathlib
-
 import pytest
 
 from experiments import config_reference
+from tests import helpers
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+README = helpers.REPO / "README.md"
 
 
 def test_readme_config_reference_matches_the_configs():

@@ -10,6 +10,7 @@ import pytest
 
 from configs import gpc_base
 from gentg_jax import camera, diffusion
+from gentg_jax.data import h36m
 
 SCHEDULE = diffusion.cosine_schedule(1000)
 B, T, J = 2, 5, 17
@@ -27,7 +28,7 @@ def _inputs(seed: int = 0, sigma_scale: float = 1.0):
     coarse = rng.normal(0, 0.3, (B, T, J, 3)).astype(np.float32)
     coarse[..., 0, :] = 0
     log_sigma = np.log(sigma_scale * rng.uniform(0.01, 0.2, (B, T, J))).astype(np.float32)
-    intrinsics = np.stack([camera.camera("S9", i).intrinsic for i in range(B)])
+    intrinsics = np.stack([h36m.camera("S9", i).intrinsic for i in range(B)])
     root = np.array([0.1, -0.2, 4.0], np.float32)
     kp = camera.project_to_2d(coarse + root, np.broadcast_to(intrinsics[:, None], (B, T, 9)))
     return tuple(jnp.asarray(a) for a in (coarse, log_sigma, kp.astype(np.float32), intrinsics))

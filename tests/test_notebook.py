@@ -20,8 +20,9 @@ from configs import tgt_base
 from gentg_jax import checkpoint
 from gentg_jax.models import tgt
 from gentg_jax.train import state as state_lib
+from tests import helpers
 
-NOTEBOOK = pathlib.Path(__file__).resolve().parents[1] / "notebooks" / "quickstart.ipynb"
+NOTEBOOK = helpers.REPO / "notebooks" / "quickstart.ipynb"
 
 
 def _tiny_checkpoint(workdir: pathlib.Path) -> None:

@@ -2,6 +2,8 @@
 
 import itertools
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -179,3 +181,17 @@ def test_coco_to_h36m_batched_and_errors():
         skeleton.coco_to_h36m(np.zeros((16, 2)))
     with pytest.raises(ValueError, match="scores shape"):
         skeleton.coco_to_h36m(COCO_POSE, np.ones(16))
+
+
+def test_flip_poses_mirrors_x_and_swaps_sides_for_numpy_and_jax():
+    rng = np.random.default_rng(0)
+    poses = rng.normal(size=(2, 5, 17, 3)).astype(np.float32)
+    flipped = skeleton.flip_poses(poses)
+    assert isinstance(flipped, np.ndarray)
+    for left, right in zip(skeleton.JOINTS_LEFT, skeleton.JOINTS_RIGHT, strict=True):
+        np.testing.assert_array_equal(flipped[..., left, 0], -poses[..., right, 0])
+        np.testing.assert_array_equal(flipped[..., right, 1:], poses[..., left, 1:])
+    np.testing.assert_array_equal(skeleton.flip_poses(flipped), poses)
+    on_device = skeleton.flip_poses(jnp.asarray(poses[..., :2]))  # 2D keypoints too
+    assert isinstance(on_device, jax.Array)
+    np.testing.assert_array_equal(on_device, flipped[..., :2])

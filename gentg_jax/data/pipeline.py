@@ -10,7 +10,8 @@ Training (`train_dataset` / `train_iterator`): an infinite stream of window cent
 of every sequence per epoch, shuffled by grain (each epoch reshuffled deterministically). Global
 batch k is positions [k*B, (k+1)*B) of that stream; host p of P takes its B/P slice, so the global
 batches do not depend on the number of hosts and the iterator state (`{"next_index": k}`) restores
-onto any host layout. Evaluation (`eval_batches`): the seq2seq protocol's non-overlapping windows.
+onto any host layout. Evaluation (`eval_batches`): the seq2seq protocol's non-overlapping windows,
+optionally of a subset of whole sequences (`select_sequences`).
 """
 
 import dataclasses
@@ -23,13 +24,14 @@ import grain
 import jax
 import numpy as np
 
-from gentg_jax import camera, skeleton
+from gentg_jax import camera, metrics, skeleton
+from gentg_jax.types import Batch
 
-Batch = dict[str, np.ndarray]
+# The batch entries that go to devices; the rest of an evaluation batch is host-side metadata.
+DEVICE_KEYS = ("keypoints_2d", "scores", "pose_3d", "intrinsics", "frame_mask")
 
 _ARRAY_FIELDS = ("keypoints_2d", "scores", "pose_3d", "intrinsics", "image_size")
 _TEXT_FIELDS = ("subject", "action", "camera")
-_FLIP_SIGN = np.asarray([-1.0, 1.0, 1.0], np.float32)
 _FLIP_PERMUTATION = np.asarray(skeleton.FLIP_PERMUTATION)
 
 
@@ -132,19 +134,6 @@ def load_sequences(
     return _cached_split(name, data_dir, split)
 
 
-def flip_poses(poses):
-    """Mirrors (..., 17, C) poses left-right: x negated, left and right joints swapped.
-
-    numpy in -> numpy out; jax in -> jax out. Applying it twice is the identity.
-    """
-    if isinstance(poses, np.ndarray):
-        # One copy: take along the joint axis is faster than fancy indexing, then negate in place.
-        out = np.take(poses, _FLIP_PERMUTATION, axis=-2)
-        out[..., 0] *= -1
-        return out
-    return poses[..., _FLIP_PERMUTATION, :] * _FLIP_SIGN[: poses.shape[-1]]
-
-
 def flip_batch(batch: Mapping[str, Any]) -> dict[str, Any]:
     """Left-right mirror of a batch (any of keypoints_2d, scores, pose_3d, intrinsics present).
 
@@ -154,7 +143,7 @@ def flip_batch(batch: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(batch)
     for key in ("keypoints_2d", "pose_3d"):
         if key in batch:
-            out[key] = flip_poses(batch[key])
+            out[key] = skeleton.flip_poses(batch[key])
     if "scores" in batch:
         out["scores"] = batch["scores"][..., _FLIP_PERMUTATION]
     if "intrinsics" in batch:
@@ -365,23 +354,29 @@ def _eval_batches(packed, windows, num_frames, batch_size, offset, host_batch) -
         yield batch
 
 
-def reshape_for_pmap(batch: Mapping[str, np.ndarray], num_devices: int | None = None) -> Batch:
-    """Reshapes every (B, ...) entry to (num_devices, B / num_devices, ...) for pmap.
+def device_batch(batch: Mapping[str, np.ndarray]) -> Batch:
+    """The entries of a pipeline batch that go to devices (`DEVICE_KEYS`, no metadata)."""
+    return {k: batch[k] for k in DEVICE_KEYS}
 
-    Args:
-      batch: host-local batch.
-      num_devices: default jax.local_device_count().
 
-    Raises:
-      ValueError: when an entry's leading dimension is not divisible by num_devices.
-    """
-    devices = jax.local_device_count() if num_devices is None else num_devices
-    out = {}
-    for key, value in batch.items():
-        value = np.asarray(value)
-        if value.ndim == 0 or value.shape[0] % devices:
-            raise ValueError(
-                f"batch[{key!r}] with shape {value.shape} does not split over {devices} devices"
-            )
-        out[key] = value.reshape(devices, value.shape[0] // devices, *value.shape[1:])
-    return out
+def select_sequences(
+    sequences: Sequence[Mapping[str, Any]], num_frames: int, max_windows: int
+) -> list[Mapping[str, Any]]:
+    """A deterministic subset of whole sequences with at most `max_windows` evaluation windows
+    in total (at least one sequence), taken round-robin over actions so every action is
+    represented as far as the budget allows; 0 keeps every sequence."""
+    if max_windows <= 0:
+        return list(sequences)
+    by_action: dict[str, list[Mapping[str, Any]]] = {}
+    for example in sequences:
+        by_action.setdefault(metrics.action_name(_text(example["action"])), []).append(example)
+    queues = [by_action[name] for name in sorted(by_action)]
+    ordered = [q[i] for i in range(max(map(len, queues))) for q in queues if i < len(q)]
+    chosen, total = [], 0
+    for example in ordered:
+        windows = len(eval_windows([len(example["keypoints_2d"])], num_frames)[0])
+        if chosen and total + windows > max_windows:
+            continue
+        chosen.append(example)
+        total += windows
+    return chosen

@@ -22,10 +22,10 @@ from collections.abc import Iterator
 import numpy as np
 
 from gentg_jax import camera, skeleton
+from gentg_jax.data import h36m
 from gentg_jax.data.detector_noise import NoiseConfig, detector_noise
 
 FPS = 50.0
-SUBJECTS = ("S1", "S5", "S6", "S7", "S8", "S9", "S11")
 SOURCES = ("detector", "gt")
 
 
@@ -42,6 +42,7 @@ class _Action:
     speed: float = 1.1  # walking speed, m/s
 
 
+# The motion mix of each Human3.6M action (h36m.ACTIONS; a test checks that all are here).
 _ACTIONS = {
     "Directions": _Action(
         walk=0.3, crouch=0.05, turn=0.8, gesture=0.3, arm_goals=(("point", 0.3),)
@@ -61,7 +62,6 @@ _ACTIONS = {
     "Walking": _Action(walk=1.0, turn=0.0, speed=1.2),
     "WalkTogether": _Action(walk=0.95, turn=0.0, gesture=0.1, speed=0.9),
 }
-ACTIONS = tuple(_ACTIONS)
 
 # Mean bone lengths (m) of the Human3.6M subjects, in skeleton.LIMBS order (limb i ends at joint
 # i + 1): hip-rhip ~0.13, thigh ~0.45, shin ~0.45, hip-spine ~0.23, spine-thorax ~0.25,
@@ -123,15 +123,21 @@ class SyntheticConfig(NoiseConfig):
     """What to generate; the detector-noise fields (jitter_px, ...) come from NoiseConfig."""
 
     seed: int = 0
-    subjects: tuple[str, ...] = SUBJECTS
-    actions: tuple[str, ...] = ACTIONS
+    subjects: tuple[str, ...] = h36m.SUBJECTS
+    actions: tuple[str, ...] = h36m.ACTIONS
     frames_per_sequence: int = 600  # 12 s at 50 fps
 
     def _checks(self) -> dict[str, tuple[bool, object]]:
         return {
             "seed": (self.seed >= 0, ">= 0"),
-            "subjects": (bool(self.subjects) and set(self.subjects) <= set(SUBJECTS), SUBJECTS),
-            "actions": (bool(self.actions) and set(self.actions) <= set(ACTIONS), ACTIONS),
+            "subjects": (
+                bool(self.subjects) and set(self.subjects) <= set(h36m.SUBJECTS),
+                h36m.SUBJECTS,
+            ),
+            "actions": (
+                bool(self.actions) and set(self.actions) <= set(h36m.ACTIONS),
+                h36m.ACTIONS,
+            ),
             "frames_per_sequence": (self.frames_per_sequence >= 2, ">= 2"),
             **super()._checks(),
         }
@@ -318,14 +324,14 @@ def generate_motion(
 
     Args:
       subject: subject name; picks the bone lengths when `bone_lengths` is None.
-      action: one of ACTIONS; picks the mix of motion primitives.
+      action: one of h36m.ACTIONS; picks the mix of motion primitives.
       num_frames: number of frames at 50 fps.
       rng: the source of all randomness of this motion.
       bone_lengths: optional (16,) lengths in skeleton.LIMBS order (default:
         `subject_bone_lengths(subject)`).
     """
     if action not in _ACTIONS:
-        raise ValueError(f"unknown action {action!r}; known: {ACTIONS}")
+        raise ValueError(f"unknown action {action!r}; known: {h36m.ACTIONS}")
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     lengths = subject_bone_lengths(subject) if bone_lengths is None else np.asarray(bone_lengths)
@@ -357,7 +363,7 @@ def _place(joints: np.ndarray, path: np.ndarray, walk: np.ndarray) -> np.ndarray
     return joints
 
 
-def _example(world: np.ndarray, cam: camera.Camera, subject: str, action: str) -> dict:
+def _example(world: np.ndarray, cam: h36m.Camera, subject: str, action: str) -> dict:
     """The gt example of one camera: camera-frame pose and its exact (distorted) projection."""
     pose_3d = camera.world_to_camera(
         world.astype(np.float64),
@@ -383,7 +389,7 @@ def generate_examples(
 ) -> Iterator[tuple[str, dict]]:
     """Yields (f"{subject}/{action}/{camera_id}", example) for every subject, action and camera.
 
-    Order: config.subjects, then config.actions, then the four cameras in camera.CAMERA_IDS order.
+    Order: config.subjects, then config.actions, then the four cameras in h36m.CAMERA_IDS order.
     The four cameras see the same motion. `source` "gt" gives exact projections with scores 1,
     "detector" the same with `detector_noise`. Features as in DESIGN.md ("Data formats").
     """
@@ -391,7 +397,7 @@ def generate_examples(
         raise ValueError(f"unknown source {source!r}; known: {SOURCES}")
     for subject in config.subjects:
         lengths = subject_bone_lengths(subject, config.seed)
-        cameras = [camera.camera(subject, i) for i in range(len(camera.CAMERA_IDS))]
+        cameras = [h36m.camera(subject, i) for i in range(len(h36m.CAMERA_IDS))]
         for action in config.actions:
             rng = _rng(config.seed, "motion", subject, action)
             world = generate_motion(subject, action, config.frames_per_sequence, rng, lengths)

@@ -26,8 +26,8 @@ import tensorflow_datasets as tfds
 from absl import logging
 from etils import epath
 
-from gentg_jax import camera, skeleton
-from gentg_jax.data import synthetic, tfds_writer, videopose3d
+from gentg_jax import skeleton
+from gentg_jax.data import h36m, synthetic, tfds_writer, videopose3d
 
 VERSION = "1.0.0"
 SPLITS = ("train", "test")
@@ -111,8 +111,8 @@ class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def __init__(
         self,
         *,
-        train_subjects: Sequence[str] = camera.TRAIN_SUBJECTS,
-        test_subjects: Sequence[str] = camera.TEST_SUBJECTS,
+        train_subjects: Sequence[str] = h36m.TRAIN_SUBJECTS,
+        test_subjects: Sequence[str] = h36m.TEST_SUBJECTS,
         **kwargs,
     ):
         self._split_subjects = _check_splits(train_subjects, test_subjects)
@@ -240,8 +240,8 @@ def build_h36m_lifting(
     data_2d: Sequence[str | os.PathLike],
     data_dir: str | os.PathLike | None,
     *,
-    train_subjects: Sequence[str] = camera.TRAIN_SUBJECTS,
-    test_subjects: Sequence[str] = camera.TEST_SUBJECTS,
+    train_subjects: Sequence[str] = h36m.TRAIN_SUBJECTS,
+    test_subjects: Sequence[str] = h36m.TEST_SUBJECTS,
     overwrite: bool = False,
 ) -> list[pathlib.Path]:
     """Converts VideoPose3D files into `h36m_lifting/<source>`, one config per 2D file.
@@ -286,8 +286,8 @@ def build_synthetic_h36m(
     *,
     generator: synthetic.SyntheticConfig | None = None,
     configs: Sequence[str] = SYNTHETIC_CONFIGS,
-    train_subjects: Sequence[str] = camera.TRAIN_SUBJECTS,
-    test_subjects: Sequence[str] = camera.TEST_SUBJECTS,
+    train_subjects: Sequence[str] = h36m.TRAIN_SUBJECTS,
+    test_subjects: Sequence[str] = h36m.TEST_SUBJECTS,
     overwrite: bool = False,
 ) -> list[pathlib.Path]:
     """Generates `synthetic_h36m/<config>` for each of `configs`; returns the dataset dirs."""

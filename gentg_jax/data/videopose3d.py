@@ -2,7 +2,7 @@
 
 `data_3d_h36m.npz` holds `positions_3d = {subject: {action: (N, 32 or 17, 3)}}` in world metres;
 `data_2d_h36m_<source>.npz` holds `positions_2d = {subject: {action: [4 x (N, 17, 2 or 3)]}}` in
-pixels, one array per camera in `camera.CAMERA_IDS` order (a third channel is a confidence).
+pixels, one array per camera in `h36m.CAMERA_IDS` order (a third channel is a confidence).
 Everything is checked before anything is returned, and every error names the file and, where it
 applies, the subject, action and camera.
 """
@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping
 import numpy as np
 
 from gentg_jax import camera, skeleton
+from gentg_jax.data import h36m
 
 # The 17 Human3.6M joints kept from the 32-joint mocap skeleton, in `skeleton.JOINT_NAMES` order.
 KEPT_JOINTS_32 = (0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27)
@@ -55,7 +56,7 @@ def _where(path: PathLike, subject=None, action=None, camera_index=None) -> str:
     if action is not None:
         parts.append(f"action {action!r}")
     if camera_index is not None:
-        parts.append(f"camera {camera.CAMERA_IDS[camera_index]} (index {camera_index})")
+        parts.append(f"camera {h36m.CAMERA_IDS[camera_index]} (index {camera_index})")
     return ", ".join(parts)
 
 
@@ -119,7 +120,7 @@ def load_positions_3d(path: PathLike) -> dict[str, dict[str, np.ndarray]]:
 
 def _camera_views(views, path: PathLike, subject: str, action: str, num_frames: int):
     """Validates the per-camera 2D arrays of one sequence; returns trimmed keypoints and scores."""
-    num_cameras = len(camera.CAMERA_IDS)
+    num_cameras = len(h36m.CAMERA_IDS)
     if not isinstance(views, (list, tuple)):
         raise ValueError(
             f"{_where(path, subject, action)}: expected a list of {num_cameras} arrays"
@@ -173,10 +174,10 @@ def load_sequences(
     sequences = []
     for subject in sorted(set(subjects) & set(positions_3d)):
         actions = positions_3d[subject]
-        if subject not in camera.EXTRINSICS:
+        if subject not in h36m.EXTRINSICS:
             raise ValueError(
                 f"{_where(data_3d, subject)}: no camera parameters for this subject (actions "
-                f"{sorted(actions)[:3]}...; subjects with cameras: {sorted(camera.EXTRINSICS)})"
+                f"{sorted(actions)[:3]}...; subjects with cameras: {sorted(h36m.EXTRINSICS)})"
             )
         for action in sorted(actions):
             if subject not in positions_2d or action not in positions_2d[subject]:
@@ -196,7 +197,7 @@ def camera_examples(sequence: MocapSequence) -> Iterator[tuple[str, dict]]:
     for index, (keypoints, scores) in enumerate(
         zip(sequence.keypoints_2d, sequence.scores, strict=True)
     ):
-        cam = camera.camera(sequence.subject, index)
+        cam = h36m.camera(sequence.subject, index)
         pose = camera.world_to_camera(sequence.positions_3d, cam.orientation, cam.translation)
         example = {
             "subject": sequence.subject,

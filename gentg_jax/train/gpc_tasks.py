@@ -11,11 +11,10 @@
        their checkpoints, on the TGT's own loss plus the MPJPE of a one-step surrogate of the
        refinement (see `E2ETask`).
 
-Both predict like gentg_jax.inference: the TGT's coarse pose, flip-averaged when
-config.data.test_flip, refined once by `diffusion.refine` with a fixed key; evaluation therefore
-must not flip-average again (`evaluation_flip` is False). Without a TGT (a GPC trained from GT
-noise and no tgt_workdir) evaluation refines a simulated coarse pose instead: a diagnostic of the
-denoiser, not a protocol number.
+Both predict with `gentg_jax.predict`, as inference does: the TGT's coarse pose, flip-averaged
+when config.data.test_flip, refined with a fixed noise key per window. Without a TGT (a GPC
+trained from GT noise and no tgt_workdir) evaluation refines a simulated coarse pose instead: a
+diagnostic of the denoiser, not a protocol number.
 """
 
 from typing import Any
@@ -25,13 +24,12 @@ import jax.numpy as jnp
 import ml_collections
 from jax import lax
 
-from gentg_jax import checkpoint, diffusion, losses, skeleton
-from gentg_jax.data import pipeline
+from gentg_jax import checkpoint, diffusion, losses
+from gentg_jax import predict as predict_lib
 from gentg_jax.models import gpc, tgt
 from gentg_jax.train import tasks
+from gentg_jax.types import Batch, PyTree
 
-PyTree = Any
-Batch = dict[str, Any]
 # Fixed offsets of the evaluation keys from config.seed (refinement noise, simulated coarse).
 _REFINE_KEY, _SIMULATE_KEY = 1, 2
 
@@ -44,64 +42,10 @@ def load_tgt(workdir: str) -> tuple[ml_collections.ConfigDict, PyTree]:
     return config, params
 
 
-def _tgt_outputs(model, params, keypoints_2d, scores, train=False, rng=None) -> dict:
-    rngs = {"dropout": rng} if rng is not None else {}
-    outputs, _ = model.apply({"params": params}, keypoints_2d, scores, train=train, rngs=rngs)
-    return outputs
-
-
-def coarse_pose(
-    model: tgt.TemporalGraphLimbTransformer, params: PyTree, batch: Batch, *, flip: bool
-) -> tuple[jax.Array, jax.Array]:
-    """The TGT's (joints_3d, log_sigma), averaged with its mirrored prediction when `flip` (as
-    evaluation and inference average the coarse pose)."""
-    out = _tgt_outputs(model, params, batch["keypoints_2d"], batch["scores"])
-    joints, log_sigma = out["joints_3d"], out["log_sigma"]
-    if flip:
-        mirrored = pipeline.flip_batch({k: batch[k] for k in ("keypoints_2d", "scores")})
-        out = _tgt_outputs(model, params, mirrored["keypoints_2d"], mirrored["scores"])
-        joints = 0.5 * (joints + pipeline.flip_poses(out["joints_3d"]))
-        log_sigma = 0.5 * (log_sigma + out["log_sigma"][..., skeleton.FLIP_PERMUTATION])
-    return joints, log_sigma
-
-
-def refine_outputs(
-    model: gpc.PoseDenoiser,
-    schedule: diffusion.Schedule,
-    refine_config: ml_collections.ConfigDict,
-    params: PyTree,
-    batch: Batch,
-    coarse: jax.Array,
-    log_sigma: jax.Array,
-    key: jax.Array,
-) -> dict[str, jax.Array]:
-    """`diffusion.refine` of the coarse pose -> the prediction dict evaluation reads.
-
-    Returns:
-      'joints_3d' (the deployable refined_3d), 'coarse_3d', 'log_sigma', 'refined_h1' (the
-      first hypothesis alone), 'refined_mean', 'refined_reproj' and 'resample_mask' (B, T, 17).
-    """
-    keypoints_2d = batch["keypoints_2d"]
-    denoise_fn = gpc.make_denoise_fn(model, params, keypoints_2d, coarse, log_sigma)
-    out = diffusion.refine(
-        denoise_fn,
-        schedule,
-        coarse,
-        log_sigma,
-        keypoints_2d,
-        batch["intrinsics"],
-        key,
-        config=refine_config,
-    )
-    return {
-        "joints_3d": out["refined_3d"],
-        "coarse_3d": coarse,
-        "log_sigma": log_sigma,
-        "refined_h1": out["hypotheses"][0],
-        "refined_mean": out["refined_mean"],
-        "refined_reproj": out["refined_reproj"],
-        "resample_mask": out["resample_mask"],
-    }
+def _refine_keys(config: ml_collections.ConfigDict, batch: Batch) -> jax.Array:
+    """One fixed refinement key per window row of an evaluation batch."""
+    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), _REFINE_KEY)
+    return predict_lib.window_keys(key, jnp.arange(batch["keypoints_2d"].shape[0]))
 
 
 def denoise_from(
@@ -190,10 +134,6 @@ class GPCTask(tasks.Task):
             )
         _check_frames(config, self.model)
 
-    @property
-    def evaluation_flip(self) -> bool:
-        return False  # predict refines the flip-averaged coarse pose itself
-
     def init_params(self, rng: jax.Array, batch: Batch) -> PyTree:
         pose = batch["pose_3d"][:1]
         params_rng, dropout_rng = jax.random.split(rng)
@@ -211,8 +151,13 @@ class GPCTask(tasks.Task):
         if simulate or self.tgt_model is None:
             return diffusion.simulate_coarse(key, batch["pose_3d"], self.config.gt_noise)
         # The coarse pose seen in training is distributed as the one refined at test time.
-        flip = bool(self.config.data.test_flip)
-        coarse, log_sigma = coarse_pose(self.tgt_model, self.tgt_params, batch, flip=flip)
+        coarse, log_sigma = predict_lib.coarse_pose(
+            self.tgt_model,
+            self.tgt_params,
+            batch["keypoints_2d"],
+            batch["scores"],
+            flip=bool(self.config.data.test_flip),
+        )
         return lax.stop_gradient(coarse), lax.stop_gradient(log_sigma)
 
     def loss_fn(self, params, batch, rng, train):
@@ -229,19 +174,26 @@ class GPCTask(tasks.Task):
         return x0_objective(x0_hat, x0, coarse, batch["frame_mask"], self.config.loss)
 
     def predict(self, params, batch):
-        seed_key = jax.random.PRNGKey(self.config.seed)
-        simulate_key = jax.random.fold_in(seed_key, _SIMULATE_KEY)
+        simulate_key = jax.random.fold_in(jax.random.PRNGKey(self.config.seed), _SIMULATE_KEY)
         coarse, log_sigma = self._coarse(batch, simulate_key, simulate=False)
-        key = jax.random.fold_in(seed_key, _REFINE_KEY)
-        args = (self.model, self.schedule, self.config.refine, params, batch)
-        return refine_outputs(*args, coarse, log_sigma, key)
+        refiner = predict_lib.Refiner(self.model, self.schedule, self.config.refine)
+        return predict_lib.refine_windows(
+            refiner,
+            params,
+            coarse,
+            log_sigma,
+            batch["keypoints_2d"],
+            batch["intrinsics"],
+            _refine_keys(self.config, batch),
+        )
 
 
 def resolve_e2e_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The e2e config with the saved TGT and GPC configs embedded as config.tgt / config.gpc.
 
     A config that already embeds them (one saved by an e2e run) is returned unchanged; otherwise
-    they are read from `gpc_workdir` and `tgt_workdir` (default: the GPC's saved tgt_workdir),
+    they are read from `gpc_workdir` and `tgt_workdir` (default: the GPC's paired TGT,
+    `checkpoint.paired_tgt_workdir`),
     and the returned copy also records the TGT workdir used.
     """
     if "model" in config.tgt and "model" in config.gpc:
@@ -249,12 +201,9 @@ def resolve_e2e_config(config: ml_collections.ConfigDict) -> ml_collections.Conf
     if not config.gpc_workdir:
         raise ValueError("config.gpc_workdir is empty: the e2e run starts from a GPC checkpoint")
     gpc_config = checkpoint.load_config(config.gpc_workdir)
-    tgt_workdir = config.tgt_workdir or gpc_config.get("tgt_workdir", "")
-    if not tgt_workdir:
-        raise ValueError(
-            f"config.tgt_workdir is empty and the GPC at {config.gpc_workdir} was trained "
-            "without a TGT: set config.tgt_workdir"
-        )
+    tgt_workdir = str(
+        checkpoint.paired_tgt_workdir(config.gpc_workdir, gpc_config, config.tgt_workdir or None)
+    )
     tgt_config = checkpoint.load_config(tgt_workdir)
     resolved = ml_collections.ConfigDict(config.to_dict())
     resolved.tgt_workdir = tgt_workdir
@@ -280,10 +229,6 @@ class E2ETask(tasks.Task):
         self.gpc_model = gpc.PoseDenoiser.from_config(config.gpc.model)
         self.schedule = diffusion.make_schedule(config.gpc.diffusion)
         _check_frames(config, self.tgt_model, self.gpc_model)
-
-    @property
-    def evaluation_flip(self) -> bool:
-        return False  # predict refines the flip-averaged coarse pose itself
 
     def init_params(self, rng: jax.Array, batch: Batch) -> PyTree:
         del rng, batch  # both parts start from their checkpoints
@@ -319,8 +264,13 @@ class E2ETask(tasks.Task):
 
     def loss_fn(self, params, batch, rng, train):
         tgt_rng, refine_rng = jax.random.split(rng)
-        outputs = _tgt_outputs(
-            self.tgt_model, params["tgt"], batch["keypoints_2d"], batch["scores"], train, tgt_rng
+        outputs = predict_lib.tgt_outputs(
+            self.tgt_model,
+            params["tgt"],
+            batch["keypoints_2d"],
+            batch["scores"],
+            train=train,
+            rng=tgt_rng,
         )
         tgt_loss, tgt_metrics = losses.tgt_loss(outputs, batch, self.config.tgt.loss)
         refined, mask = self._one_step_refine(
@@ -341,8 +291,13 @@ class E2ETask(tasks.Task):
         return loss, metrics
 
     def predict(self, params, batch):
-        flip = bool(self.config.data.test_flip)
-        coarse, log_sigma = coarse_pose(self.tgt_model, params["tgt"], batch, flip=flip)
-        key = jax.random.fold_in(jax.random.PRNGKey(self.config.seed), _REFINE_KEY)
-        args = (self.gpc_model, self.schedule, self.config.refine, params["gpc"], batch)
-        return refine_outputs(*args, coarse, log_sigma, key)
+        return predict_lib.lift_windows(
+            params,
+            batch["keypoints_2d"],
+            batch["scores"],
+            batch["intrinsics"],
+            _refine_keys(self.config, batch),
+            tgt_model=self.tgt_model,
+            flip=bool(self.config.data.test_flip),
+            refiner=predict_lib.Refiner(self.gpc_model, self.schedule, self.config.refine),
+        )

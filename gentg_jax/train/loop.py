@@ -24,10 +24,9 @@ from absl import logging
 
 from gentg_jax import checkpoint, evaluation
 from gentg_jax.data import pipeline
-from gentg_jax.train import logging as train_logging
 from gentg_jax.train import parallel as parallel_lib
+from gentg_jax.train import registry, steps, tasks, writers
 from gentg_jax.train import state as state_lib
-from gentg_jax.train import steps, tasks
 
 EVAL_DIR = "eval"
 
@@ -61,9 +60,9 @@ class _MetricBuffer:
         if not self._pending:
             return {}
         fetched = parallel.unreplicate([m for _, m in self._pending])
-        rows = [train_logging.to_scalars(m) for m in fetched]
+        rows = [writers.to_scalars(m) for m in fetched]
         for (step, _), scalars in zip(self._pending, rows, strict=True):
-            train_logging.check_finite(scalars, step)
+            writers.check_finite(scalars, step)
         self._pending = []
         return {name: float(np.mean([row[name] for row in rows])) for name in rows[0]}
 
@@ -85,11 +84,6 @@ def _train_data(config: ml_collections.ConfigDict, global_batch_size: int):
     )
 
 
-def device_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The entries of a pipeline batch that go to devices (no host-side metadata)."""
-    return {k: batch[k] for k in evaluation.DEVICE_KEYS}
-
-
 def init_state(
     config: ml_collections.ConfigDict, task: tasks.Task, sample_batch: dict[str, np.ndarray]
 ) -> state_lib.TrainState:
@@ -101,7 +95,7 @@ def init_state(
         init_rng, train_rng = jax.random.split(rng)
         return state_lib.create_train_state(task.init_params(init_rng, batch), tx, train_rng)
 
-    state = create(jax.random.PRNGKey(config.seed), device_batch(sample_batch))
+    state = create(jax.random.PRNGKey(config.seed), pipeline.device_batch(sample_batch))
     return jax.tree.map(np.asarray, state)
 
 
@@ -134,9 +128,7 @@ def _evaluate_and_save(
     step = int(host_state.step)
     summary = {}
     if evaluate_now:
-        result = evaluation.evaluate_config(
-            run.config, run.task.predict, host_state.ema_params, flip=run.task.evaluation_flip
-        )
+        result = evaluation.evaluate_config(run.config, run.task.predict, host_state.ema_params)
         summary = result.summary
         if jax.process_index() == 0:
             written = evaluation.write_tables(
@@ -167,12 +159,12 @@ class _Run:
     parallel: parallel_lib.DataParallel
     iterator: Any
     manager: checkpoint.CheckpointManager
-    writer: train_logging.MetricWriter
+    writer: writers.MetricWriter
 
 
 def _setup(config: ml_collections.ConfigDict, workdir: str) -> tuple[_Run, state_lib.TrainState]:
     """Builds the run and its host state: fresh, or restored from the workdir's latest step."""
-    task = tasks.get_task(config)
+    task = registry.get_task(config)
     config = task.config  # as completed by the task (e2e embeds the TGT and GPC configs)
     parallel = parallel_lib.DataParallel(config.train.parallel)
     parallel.host_batch_size(config.train.batch_size)
@@ -185,7 +177,7 @@ def _setup(config: ml_collections.ConfigDict, workdir: str) -> tuple[_Run, state
     if jax.process_index() == 0:
         checkpoint.save_config(workdir, config)
     logging.info("parallel=%s over %d devices", parallel.mode, parallel.num_replicas)
-    writer = train_logging.MetricWriter(workdir)
+    writer = writers.MetricWriter(workdir)
     return _Run(config, workdir, task, parallel, iterator, manager, writer), state
 
 
@@ -200,9 +192,9 @@ def _train_steps(
     device_state = parallel.replicate(state)
     buffer, train_metrics, eval_metrics = _MetricBuffer(), {}, {}
     step = int(state.step)
-    progress = train_logging.Progress(tc.num_steps, step)
+    progress = writers.Progress(tc.num_steps, step)
     while step < tc.num_steps:
-        batch = parallel.shard_batch(device_batch(next(run.iterator)))
+        batch = parallel.shard_batch(pipeline.device_batch(next(run.iterator)))
         device_state, metrics = step_fn(device_state, batch)
         step += 1
         buffer.add(step, metrics)
@@ -245,6 +237,7 @@ def evaluate_checkpoint(
     *,
     step: int | str | None = "best",
     config: ml_collections.ConfigDict | None = None,
+    tgt_workdir: str | None = None,
 ) -> tuple[evaluation.EvalResult, dict[str, str]]:
     """Evaluates a saved checkpoint and writes its tables to `<workdir>/eval/`.
 
@@ -252,6 +245,8 @@ def evaluate_checkpoint(
       workdir: a training workdir.
       step: an int, 'latest' or 'best' (lowest P1; the latest when none was evaluated).
       config: overrides the config saved with the checkpoint (e.g. another split or data_dir).
+      tgt_workdir: a GPC's TGT, instead of the one `checkpoint.paired_tgt_workdir` finds (a GPC
+        trained without a TGT and no tgt_workdir refines simulated coarse poses).
 
     Returns:
       The result and the written paths ({"json", "csv", "md", "markdown"}; the tables are
@@ -264,11 +259,11 @@ def evaluate_checkpoint(
             raise
         resolved = checkpoint.resolve_step(workdir, "latest")  # no checkpoint was evaluated
     saved_config, params = checkpoint.restore_params(workdir, step=resolved, ema=True)
-    config = config if config is not None else saved_config
-    task = tasks.get_task(config)
-    result = evaluation.evaluate_config(
-        task.config, task.predict, params, flip=task.evaluation_flip
-    )
+    config = ml_collections.ConfigDict((config if config is not None else saved_config).to_dict())
+    if config.task == "gpc" and (tgt_workdir or config.tgt_workdir):
+        config.tgt_workdir = str(checkpoint.paired_tgt_workdir(workdir, config, tgt_workdir))
+    task = registry.get_task(config)
+    result = evaluation.evaluate_config(task.config, task.predict, params)
     written = {}
     if jax.process_index() == 0:
         info = {

@@ -18,7 +18,8 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-PyTree = Any
+from gentg_jax.types import PyTree
+
 MODES = ("single", "pmap", "sharded")
 AXIS = "data"
 

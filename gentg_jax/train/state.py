@@ -1,14 +1,12 @@
 """The training state: parameters, optimiser state, EMA parameters, step and rng in one pytree."""
 
-from typing import Any
-
 import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
 
-PyTree = Any
+from gentg_jax.types import PyTree
 
 
 @flax.struct.dataclass

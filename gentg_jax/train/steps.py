@@ -11,8 +11,8 @@ from jax import lax
 
 from gentg_jax.train import state as state_lib
 from gentg_jax.train import tasks as tasks_lib
+from gentg_jax.types import Batch
 
-Batch = dict[str, Any]
 Metrics = dict[str, jax.Array]
 
 
@@ -138,8 +138,3 @@ def device_weight(batch: Batch, axis_name: str) -> jax.Array:
     if frames is None:
         return jnp.ones(())
     return frames / jnp.maximum(lax.pmean(frames, axis_name), 1.0)
-
-
-def predict_step(params: Any, batch: Batch, *, task: tasks_lib.Task) -> dict[str, jax.Array]:
-    """The task's deterministic predictions (params are an argument, never baked in)."""
-    return task.predict(params, batch)

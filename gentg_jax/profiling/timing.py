@@ -1,0 +1,120 @@
+"""Speed measurements: median call times, and predict and train-step throughput.
+
+Timings exclude compilation: one warm-up call, then the median of `repeats` calls, each ended by
+`jax.block_until_ready`; beside the wall time, a CPU-bound time (see `median_times`) estimates
+the idle-machine time on a shared CPU machine. Predict throughput times one TGT forward
+(`programs.tgt_forward`); training throughput runs the real `train.steps.train_step` of the
+config's task on a `train.parallel.DataParallel` layout.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from gentg_jax.profiling import programs
+from gentg_jax.profiling.costs import jit_compile, memory_analysis
+from gentg_jax.train import parallel, state, steps, tasks
+from gentg_jax.types import Batch
+
+
+def median_times(call: Callable[[], Any], repeats: int = 3) -> tuple[float, float]:
+    """Median wall seconds and median CPU-bound seconds of `repeats` calls after one warm-up.
+
+    CPU-bound seconds are the process CPU time (all threads) divided by the core count: the wall
+    time the same work would take keeping every core busy without contention, an idle-machine
+    estimate that other processes do not inflate (thread spin-waits count as work).
+    """
+    jax.block_until_ready(call())
+    wall, cpu = [], []
+    for _ in range(repeats):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        jax.block_until_ready(call())
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return statistics.median(wall), statistics.median(cpu) / (os.cpu_count() or 1)
+
+
+def timed(fn: Callable, args: Sequence[Any], repeats: int = 3) -> tuple[float, jax.stages.Compiled]:
+    """jit-compiles fn for args; returns (median seconds per call, the compiled program)."""
+    compiled = jit_compile(fn, *args)
+    return median_times(lambda: compiled(*args), repeats)[0], compiled
+
+
+def device_info() -> dict[str, Any]:
+    device = jax.local_devices()[0]
+    return {
+        "device_kind": device.device_kind,
+        "platform": device.platform,
+        "device_count": jax.device_count(),
+        "jax_version": jax.__version__,
+    }
+
+
+def place_batch(layout: parallel.DataParallel, batch: Batch) -> Batch:
+    """A host batch on the layout's devices (pmap batches too, so timings exclude transfers)."""
+    placed = layout.shard_batch(batch)
+    return jax.device_put(placed, layout.batch_sharding) if layout.mode == "pmap" else placed
+
+
+def _measure(compiled: jax.stages.Compiled, call: Callable[[], Any], repeats: int) -> dict:
+    """Times `call` (which runs `compiled`) and adds the program's static memory."""
+    seconds, cpu_bound = median_times(call, repeats)
+    return {"seconds": seconds, "cpu_bound_seconds": cpu_bound, "memory": memory_analysis(compiled)}
+
+
+def predict_throughput(
+    layout: parallel.DataParallel, task: tasks.Task, params, batch: Batch, repeats: int = 3
+) -> dict[str, Any]:
+    """frames/s of a TGT task's forward on a host `batch` (global batch) under `layout`, with
+    its seconds and cpu_bound_seconds per call (see `median_times`) and memory."""
+    inputs = place_batch(layout, {k: batch[k] for k in ("keypoints_2d", "scores")})
+    params = layout.replicate(params)
+    fn = programs.tgt_forward(task.model)
+    if layout.mode == "pmap":
+        fn = jax.pmap(fn)
+    elif layout.mode == "sharded":
+        shardings = (layout.replicated, layout.batch_sharding)
+        fn = jax.jit(fn, in_shardings=shardings, out_shardings=layout.batch_sharding)
+    else:
+        fn = jax.jit(fn)
+    compiled = fn.lower(params, inputs).compile()
+    out = _measure(compiled, lambda: compiled(params, inputs), repeats)
+    out["frames_per_s"] = math.prod(batch["keypoints_2d"].shape[:2]) / out["seconds"]
+    return out
+
+
+def train_throughput(
+    config: ml_collections.ConfigDict,
+    layout: parallel.DataParallel,
+    task: tasks.Task,
+    params,
+    batch: Batch,
+    repeats: int = 3,
+) -> dict[str, Any]:
+    """clips/s of the real train step (steps.train_step, the task's loss and optimiser), with
+    its seconds and cpu_bound_seconds per call (see `median_times`) and memory."""
+    tx = task.optimizer()
+    host = jax.jit(lambda p: state.create_train_state(p, tx, jax.random.PRNGKey(0)))(params)
+    train_state = layout.replicate(jax.tree.map(np.asarray, host))
+    inputs = place_batch(layout, batch)
+    step = layout.compile_step(functools.partial(steps.train_step, task=task, config=config))
+    compiled = step.lower(train_state, inputs).compile()
+    carry = [train_state]
+
+    def call():
+        carry[0], metrics = compiled(carry[0], inputs)  # the state is donated: thread it
+        return carry[0].step, metrics
+
+    out = _measure(compiled, call, repeats)
+    out["clips_per_s"] = len(batch["keypoints_2d"]) / out["seconds"]
+    return out

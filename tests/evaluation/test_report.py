@@ -1,0 +1,51 @@
+"""Evaluation files: the tables written (JSON, CSV, Markdown) and read back for plots."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from gentg_jax import evaluation, metrics
+from tests import helpers
+
+
+def test_per_action_from_evaluator_tables():
+    per_action = evaluation.per_action_from_tables(
+        json.loads(json.dumps(helpers.evaluator_tables()))
+    )
+    assert sorted(per_action) == ["Eating", "Sitting", "Walking"]
+    np.testing.assert_allclose(per_action["Walking"]["p1"], 42.0)  # mean of 40 and 44 mm
+    np.testing.assert_allclose(per_action["Sitting"]["p2"], 0.8 * 60.0)
+    with pytest.raises(ValueError, match="'P1' table"):
+        evaluation.per_action_from_tables({"P2": {"actions": {}}})
+
+
+def _result() -> evaluation.EvalResult:
+    errors = {"Walking 1": [0.040, 0.044], "Eating": [0.050], "Sitting 2": [0.061, 0.059]}
+    tables = {
+        name: metrics.protocol_table(
+            {("S9", action, "54138969"): scale * np.array(v) for action, v in errors.items()},
+            scale=1000.0,
+        )
+        for name, scale in (("P1", 1.0), ("P2", 0.8))
+    }
+    summary = {"p1": tables["P1"].mean, "p2": tables["P2"].mean, "num_frames": 5.0}
+    return evaluation.EvalResult(tables=tables, summary=summary)
+
+
+def test_write_tables(tmp_path):
+    result = _result()
+    written = evaluation.write_tables(result, str(tmp_path), name="eval", info={"step": 7})
+    payload = json.loads((tmp_path / "eval.json").read_text())
+    assert payload["step"] == 7
+    assert payload["tables"]["P1"]["actions"] == pytest.approx(result.tables["P1"].actions)
+    with open(tmp_path / "eval.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["metric", "Eating", "Sitting", "Walking", "Avg"]
+    assert [r[0] for r in rows[1:]] == list(result.tables)
+    assert float(rows[1][-1]) == pytest.approx(result.summary["p1"], abs=1e-3)
+    assert float(rows[1][-1]) == pytest.approx((50.0 + 60.0 + 42.0) / 3, abs=1e-3)
+    markdown = (tmp_path / "eval.md").read_text()
+    assert markdown == written["markdown"] and "| P1 |" in markdown and "| P2 |" in markdown
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval.csv", "eval.json", "eval.md"]

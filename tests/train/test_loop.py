@@ -1,0 +1,186 @@
+"""The training loop on the real tiny TGT and the tiny synthetic dataset: overfitting, exact
+resume, NaN detection, logging files, periodic evaluation and the best checkpoint."""
+
+import functools
+import json
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from gentg_jax import checkpoint
+from gentg_jax.data import pipeline
+from gentg_jax.train import loop, registry, steps, writers
+from gentg_jax.train import state as state_lib
+from tests import helpers
+
+
+class _Interrupted(Exception):
+    """Stands in for a preemption."""
+
+
+class _ScriptedIterator:
+    """Wraps the training iterator: raises after `stop_after` batches or poisons batch `nan_at`."""
+
+    def __init__(self, iterator, stop_after=None, nan_at=None):
+        self._iterator, self._stop_after, self._nan_at, self._served = (
+            iterator,
+            stop_after,
+            nan_at,
+            0,
+        )
+
+    def __next__(self):
+        if self._served == self._stop_after:
+            raise _Interrupted()
+        batch = next(self._iterator)
+        self._served += 1
+        if self._served == self._nan_at:
+            batch["keypoints_2d"] = np.full_like(batch["keypoints_2d"], np.nan)
+        return batch
+
+    def get_state(self):
+        return self._iterator.get_state()
+
+    def set_state(self, state):
+        self._iterator.set_state(state)
+
+
+def _script_iterator(monkeypatch, **kwargs):
+    real = pipeline.train_iterator
+    monkeypatch.setattr(
+        pipeline,
+        "train_iterator",
+        lambda dataset, **options: _ScriptedIterator(real(dataset, **options), **kwargs),
+    )
+
+
+def _assert_trees_equal(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_learning_rate_schedule_warms_up_and_decays(tiny_data_dir):
+    config = helpers.tiny_config(tiny_data_dir, num_steps=100, warmup_steps=10)
+    schedule = state_lib.learning_rate_schedule(config.train)
+    lr = config.train.learning_rate
+    np.testing.assert_allclose([schedule(0), schedule(5), schedule(10)], [0, lr / 2, lr], rtol=1e-6)
+    np.testing.assert_allclose(schedule(100), lr * config.train.final_lr_fraction, rtol=1e-5)
+    # Halfway through the cosine the rate is the mean of its ends.
+    np.testing.assert_allclose(
+        schedule(55), lr * (1 + config.train.final_lr_fraction) / 2, rtol=1e-5
+    )
+
+
+def test_check_finite_names_step_and_metric():
+    writers.check_finite({"loss": 1.0, "grad_norm": 2.0}, step=5)
+    with pytest.raises(writers.NonFiniteError, match="non-finite metric at step 9: grad_norm=inf"):
+        writers.check_finite({"loss": 1.0, "grad_norm": float("inf")}, step=9)
+    with pytest.raises(FloatingPointError, match="non-finite loss at step 2"):
+        writers.check_finite({"loss": float("nan")}, step=2)
+
+
+def test_tiny_model_overfits_a_fixed_batch(tiny_data_dir):
+    config = helpers.tiny_config(tiny_data_dir, num_steps=250, learning_rate=3e-3, warmup_steps=10)
+    task = registry.get_task(config)
+    sequences = pipeline.load_sequences(config.data.name, tiny_data_dir, "train")
+    dataset = pipeline.train_dataset(sequences, num_frames=9, batch_size=8, seed=0)
+    batch = jax.device_put(pipeline.device_batch(dataset[0]))
+    state = loop.init_state(config, task, dataset[0])
+    step = jax.jit(functools.partial(steps.train_step, task=task, config=config))
+    history = []
+    for _ in range(config.train.num_steps):
+        state, metrics = step(state, batch)
+        history.append(metrics)
+    mpjpe = [float(m["mpjpe_mm"]) for m in jax.device_get(history)]
+    assert int(state.step) == 250
+    assert mpjpe[-1] < mpjpe[0] / 10, (mpjpe[0], mpjpe[-1])
+    # EMA parameters trail the raw ones but moved away from the initialisation.
+    ema_gap = optax.tree.norm(jax.tree.map(lambda a, b: a - b, state.ema_params, state.params))
+    assert 0 < float(ema_gap) < float(optax.tree.norm(state.params))
+
+
+def test_micro_batches_give_the_whole_batch_gradient(tiny_data_dir):
+    config = helpers.tiny_config(tiny_data_dir)
+    # The velocity term averages over frame pairs, not frames: weighting by frames is exact
+    # for the other terms only.
+    config.loss.velocity = 0.0
+    task = registry.get_task(config)
+    sequences = pipeline.load_sequences(config.data.name, tiny_data_dir, "train")
+    dataset = pipeline.train_dataset(sequences, num_frames=9, batch_size=8, seed=0)
+    batch = jax.device_put(pipeline.device_batch(dataset[0]))
+    counted = np.asarray(batch["frame_mask"]).sum(1)
+    assert len(set(counted[:4].tolist() + counted[4:].tolist())) > 1  # uneven micro-batches
+    params = loop.init_state(config, task, dataset[0]).params
+    rng = jax.random.key(1)
+    run = jax.jit(steps.loss_and_grads, static_argnums=(0, 4))
+    (loss, metrics), grads = run(task, params, batch, rng, 0)
+    for micro_batch in (2, 4):
+        (micro_loss, micro_metrics), micro_grads = run(task, params, batch, rng, micro_batch)
+        np.testing.assert_allclose(micro_loss, loss, rtol=1e-5)
+        np.testing.assert_allclose(micro_metrics["mpjpe_mm"], metrics["mpjpe_mm"], rtol=1e-5)
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6), micro_grads, grads
+        )
+    with pytest.raises(ValueError, match="micro_batch_size=3 does not divide"):
+        steps.loss_and_grads(task, params, batch, rng, 3)
+
+
+def test_resumed_run_matches_uninterrupted_run(tiny_data_dir, tmp_path, monkeypatch):
+    config = helpers.tiny_config(tiny_data_dir, num_steps=6, checkpoint_every=3, log_every=2)
+    full = loop.train_and_evaluate(config, str(tmp_path / "full"))
+
+    _script_iterator(monkeypatch, stop_after=4)  # preempted while fetching batch 5
+    with pytest.raises(_Interrupted):
+        loop.train_and_evaluate(config, str(tmp_path / "resumed"))
+    manager = checkpoint.CheckpointManager(tmp_path / "resumed" / "checkpoints", read_only=True)
+    assert manager.all_steps() == [3]
+    monkeypatch.undo()
+    resumed = loop.train_and_evaluate(config, str(tmp_path / "resumed"))
+
+    assert int(resumed.state.step) == int(full.state.step) == 6
+    _assert_trees_equal(resumed.state.to_checkpoint(), full.state.to_checkpoint())
+    assert resumed.train_metrics["loss"] == full.train_metrics["loss"]
+    # A run that resumes at num_steps does nothing and returns the saved state.
+    again = loop.train_and_evaluate(config, str(tmp_path / "full"))
+    _assert_trees_equal(again.state.params, full.state.params)
+
+
+def test_non_finite_loss_stops_the_run_naming_the_step(tiny_data_dir, tmp_path, monkeypatch):
+    _script_iterator(monkeypatch, nan_at=3)
+    config = helpers.tiny_config(tiny_data_dir, num_steps=6, log_every=2, checkpoint_every=2)
+    with pytest.raises(writers.NonFiniteError, match="non-finite loss at step 3"):
+        loop.train_and_evaluate(config, str(tmp_path))
+    # Step 2 was saved; nothing at or after the bad step was.
+    manager = checkpoint.CheckpointManager(tmp_path / "checkpoints", read_only=True)
+    assert manager.all_steps() == [2]
+
+
+def test_logs_evaluations_and_best_checkpoint(tiny_data_dir, tmp_path):
+    config = helpers.tiny_config(
+        tiny_data_dir,
+        num_steps=6,
+        log_every=3,
+        eval_every=3,
+        checkpoint_every=0,
+        keep_checkpoints=1,
+    )
+    result = loop.train_and_evaluate(config, str(tmp_path))
+    rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    train_rows = [r for r in rows if "train/loss" in r]
+    eval_p1 = {r["step"]: r["eval/p1"] for r in rows if "eval/p1" in r}
+    assert [r["step"] for r in train_rows] == [3, 6]
+    assert sorted(eval_p1) == [3, 6]
+    assert all(r["train/steps_per_s"] > 0 for r in train_rows)
+    assert result.eval_metrics["p1"] == eval_p1[6]
+    assert list(tmp_path.glob("events.out.tfevents.*"))
+    for step in (3, 6):
+        assert (tmp_path / "eval" / f"step_{step:08d}.md").is_file()
+    # keep=1 keeps the latest step and the best-P1 step.
+    manager = checkpoint.CheckpointManager(tmp_path / "checkpoints", read_only=True)
+    best = min(eval_p1, key=eval_p1.get)
+    assert manager.best_step() == best
+    assert manager.all_steps() == sorted({best, 6})
+    saved = checkpoint.load_config(tmp_path)
+    assert saved.train.num_steps == 6 and saved.model.dim == 32
