@@ -31,6 +31,7 @@ from gentg_jax.evaluation.tables import (
     protocol_tables,
     refinement_tables,
     resampling_sums,
+    sigma_calibration_slope,
     sigma_error_correlation,
 )
 from gentg_jax.types import Batch, PyTree
@@ -133,10 +134,10 @@ def evaluate(
     correlation = correlation_table(sequences)
     if correlation is not None:
         values = list(sequences.values())
-        sigma = np.concatenate([v["sigma"].ravel() for v in values])
-        summary["sigma_error_corr"] = sigma_error_correlation(
-            sigma, np.concatenate([v["joint_error"].ravel() for v in values])
-        )
+        sigma = np.concatenate([v["sigma"] for v in values])
+        error = np.concatenate([v["joint_error"] for v in values])
+        summary["sigma_error_corr"] = sigma_error_correlation(sigma, error)
+        summary["sigma_error_slope"] = sigma_calibration_slope(sigma, error)
     refinement, refinement_summary = refinement_tables(sequences)
     return EvalResult(
         tables=tables,

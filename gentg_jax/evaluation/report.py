@@ -61,7 +61,10 @@ def _markdown(result: EvalResult) -> str:
     if result.correlation is not None:
         markdown += "\n" + metrics.format_markdown({CORRELATION: result.correlation}, digits=3)
     if "sigma_error_corr" in result.summary:
-        markdown += f"\nsigma-error correlation: {result.summary['sigma_error_corr']:.3f}\n"
+        markdown += (
+            f"\nsigma-error correlation: {result.summary['sigma_error_corr']:.3f}, calibration "
+            f"slope (RMS error / RMS sigma): {result.summary['sigma_error_slope']:.3f}\n"
+        )
     return markdown
 
 

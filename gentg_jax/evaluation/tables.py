@@ -56,8 +56,9 @@ class EvalResult:
     Attributes:
       tables: metric name ("P1", "P2", "N-MPJPE", "MPJVE", "3DPCK", "AUC") -> ProtocolTable.
       summary: lower-case name -> the mean over actions, plus `num_frames` and, when the model
-        predicts uncertainty, `sigma_error_corr` (Pearson correlation of per-joint sigma and
-        per-joint error over all evaluated joints). A refining predict adds `<agg>_p1` and
+        predicts uncertainty, `sigma_error_corr` and `sigma_error_slope` (see
+        `sigma_error_correlation` and `sigma_calibration_slope`: over all evaluated non-root
+        joints). A refining predict adds `<agg>_p1` and
         `<agg>_p2` for agg in coarse, h1, mean, reproj, `resampled_fraction` (in [0, 1]) and
         `{resampled,kept}_error_{before,after}` (mm), each the mean over actions.
       refinement: (refining predict only) row name -> table: "<Coarse|H=1|Mean|Reproj>
@@ -161,12 +162,35 @@ def protocol_tables(
     return {name: tables[name] for name in order if name in tables}
 
 
+def _non_root(values: np.ndarray) -> np.ndarray:
+    """(..., 17) per-joint values -> the 16 non-root joints' values, flattened (float64): the
+    root's error is 0 by construction, so it says nothing about the uncertainty."""
+    values = np.asarray(values, np.float64)
+    return np.delete(values, skeleton.ROOT, axis=-1).ravel()
+
+
 def sigma_error_correlation(sigma: np.ndarray, error: np.ndarray) -> float:
-    """Pearson correlation of the flattened arrays; 0 when either is constant."""
-    sigma, error = np.asarray(sigma, np.float64).ravel(), np.asarray(error, np.float64).ravel()
+    """Pearson correlation of per-joint sigma and error (..., 17) over the non-root joints; 0
+    when either is constant."""
+    sigma, error = _non_root(sigma), _non_root(error)
     if sigma.std() == 0 or error.std() == 0:
         return 0.0
     return float(np.corrcoef(sigma, error)[0, 1])
+
+
+def sigma_calibration_slope(sigma: np.ndarray, error: np.ndarray, bins: int = 10) -> float:
+    """How the actual error scales with the predicted sigma (..., 17), non-root joints: joints
+    are cut into `bins` equal-count bins by sigma, and the slope through the origin of the bins'
+    RMS error against their RMS sigma is fitted by least squares (weights: the bin counts are
+    equal). Sigma estimates the RMS error (losses.uncertainty_nll), so 1 is calibrated; above 1
+    the lifter is over-confident."""
+    sigma, error = _non_root(sigma), _non_root(error)
+    order = np.argsort(sigma)
+    parts = [p for p in np.array_split(order, min(bins, len(order))) if len(p)]
+    rms_sigma = np.asarray([np.sqrt(np.mean(sigma[p] ** 2)) for p in parts])
+    rms_error = np.asarray([np.sqrt(np.mean(error[p] ** 2)) for p in parts])
+    denominator = float(np.sum(rms_sigma**2))
+    return float(np.sum(rms_sigma * rms_error) / denominator) if denominator > 0 else 0.0
 
 
 def _by_action(sequences: dict[SequenceKey, dict[str, np.ndarray]], key: str) -> dict:

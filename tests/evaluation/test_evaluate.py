@@ -71,6 +71,8 @@ def test_protocol_numbers_match_independent_computation(test_sequences):
     assert result.summary["n_mpjpe"] < 1e-2
     assert result.summary["num_frames"] == sum(r["frames"] for r in reference.values())
     assert result.summary["sigma_error_corr"] > 0.99
+    # The error is 0.1 x |joint| = 0.1 x sigma: the calibration slope is 0.1.
+    assert result.summary["sigma_error_slope"] == pytest.approx(0.1, rel=0.02)
 
 
 def test_evaluate_entrypoint_writes_tables(tiny_data_dir, compilation_cache, tmp_path):

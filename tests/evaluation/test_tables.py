@@ -1,0 +1,18 @@
+"""Uncertainty statistics of the evaluation tables, against closed-form answers."""
+
+import numpy as np
+import pytest
+
+from gentg_jax.evaluation import tables
+
+
+def test_sigma_statistics_skip_the_root_and_measure_the_scale():
+    rng = np.random.default_rng(0)
+    sigma = rng.uniform(0.01, 0.2, (500, 17))
+    error = 2.0 * sigma
+    sigma[:, 0], error[:, 0] = 5.0, 0.0  # the root: its error is 0 by construction
+    assert tables.sigma_error_correlation(sigma, error) == pytest.approx(1.0)
+    assert tables.sigma_calibration_slope(sigma, error) == pytest.approx(2.0)
+    noise = rng.normal(0.0, 0.05, error.shape)
+    assert 0.3 < tables.sigma_error_correlation(sigma, np.abs(error + noise)) < 0.99
+    assert tables.sigma_error_correlation(np.ones((3, 17)), error[:3]) == 0.0
