@@ -69,9 +69,10 @@ def _sections(config: ml_collections.ConfigDict) -> None:
     config.diffusion.coarse_start_fraction = 1.0
 
     config.refine = ml_collections.ConfigDict()
-    config.refine.selection = "threshold"  # "threshold" | "top_fraction"
+    config.refine.selection = "threshold"  # "threshold" | "top_fraction" | "window_fraction"
     config.refine.threshold = 0.05  # metres: resample joints with sigma above it
-    config.refine.top_fraction = 0.25  # of the 16 non-root joints per frame
+    # resampled share of the non-root joints: per frame (top_fraction) or per window
+    config.refine.top_fraction = 0.25
     config.refine.num_steps = 3  # K DDIM steps
     config.refine.eta = 0.0  # DDIM stochasticity (0: deterministic)
     config.refine.num_hypotheses = 4  # H

@@ -157,23 +157,37 @@ def ddim_sample(
     return x
 
 
+def _largest(values: jax.Array, count: int, axes: int) -> jax.Array:
+    """bool mask of the `count` largest entries over the last `axes` axes of `values`."""
+    lead = values.shape[: values.ndim - axes]
+    flat = values.reshape(lead + (-1,))
+    rank = jnp.argsort(jnp.argsort(-flat, axis=-1), axis=-1)
+    return (rank < count).reshape(values.shape)
+
+
 def select_joints(log_sigma: jax.Array, refine_config: ml_collections.ConfigDict) -> jax.Array:
     """(..., T, J) bool: the joints to resample. The root (always 0) is never selected.
 
     "threshold": sigma > refine_config.threshold (metres). "top_fraction": per frame the
-    round(top_fraction * (J - 1)) non-root joints with the largest sigma.
+    round(top_fraction * (J - 1)) non-root joints with the largest sigma. "window_fraction": per
+    window (the last two axes) the round(top_fraction * T * (J - 1)) non-root joint-frames with
+    the largest sigma, so frames whose 2D is poor get more of them. The fractions adapt to the
+    lifter's sigma scale; the threshold assumes calibrated metres.
     """
     is_root = jnp.arange(log_sigma.shape[-1]) == skeleton.ROOT
+    candidates = jnp.where(is_root, -jnp.inf, log_sigma)
+    selectable = log_sigma.shape[-1] - 1
     if refine_config.selection == "threshold":
         mask = log_sigma > jnp.log(refine_config.threshold)
     elif refine_config.selection == "top_fraction":
-        count = int(round(refine_config.top_fraction * (log_sigma.shape[-1] - 1)))
-        order = jnp.argsort(jnp.where(is_root, jnp.inf, -log_sigma), axis=-1)
-        mask = jnp.argsort(order, axis=-1) < count
+        mask = _largest(candidates, int(round(refine_config.top_fraction * selectable)), axes=1)
+    elif refine_config.selection == "window_fraction":
+        count = int(round(refine_config.top_fraction * log_sigma.shape[-2] * selectable))
+        mask = _largest(candidates, count, axes=2)
     else:
         raise ValueError(
             f"config.refine.selection={refine_config.selection!r}; "
-            "use 'threshold' or 'top_fraction'"
+            "use 'threshold', 'top_fraction' or 'window_fraction'"
         )
     return mask & ~is_root
 

@@ -167,6 +167,22 @@ def test_top_fraction_selects_the_largest_sigmas_per_frame():
         assert chosen.min() > others.max()
 
 
+def test_window_fraction_selects_the_largest_sigmas_of_each_window():
+    _, log_sigma, _, _ = _inputs()
+    log_sigma = log_sigma.at[0, 0, 1:].set(5.0)  # frame 0 of window 0: every joint unsure
+    config = _refine_config(selection="window_fraction", top_fraction=0.25)
+    mask = np.asarray(diffusion.select_joints(log_sigma, config))
+    assert np.all(mask.sum((-2, -1)) == round(0.25 * T * (J - 1))) and not mask[..., 0].any()
+    assert mask[0, 0, 1:].all()  # a bad frame gets all its joints, not a quarter of them
+    ls = np.asarray(log_sigma)
+    for b in range(B):
+        chosen, others = ls[b][mask[b]], ls[b][:, 1:][~mask[b][:, 1:]]
+        assert chosen.min() >= others.max()
+    # Scale-free: multiplying every sigma by 10 selects the same joints.
+    again = diffusion.select_joints(log_sigma + np.log(10.0), config)
+    np.testing.assert_array_equal(np.asarray(again), mask)
+
+
 def test_start_timestep_grows_with_sigma_and_matches_the_noise_level():
     config = _refine_config(t_min=0, t_max=999, start_factor=1.5)
     scales = np.array([0.005, 0.02, 0.05, 0.1, 0.2, 0.5])

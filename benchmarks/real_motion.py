@@ -1,0 +1,295 @@
+"""Accuracy at a fixed CPU-time budget: TGT and GPC on a dataset, several seeds, mean and spread.
+
+  python -m benchmarks.real_motion --data_dir /data/mocap_tfds --dataset mocap_h36m/all_detector \
+      --tgt_cpu 900 --gpc_cpu 450 --seeds 0,1,2 [--ablation] [--workdir runs/real_motion]
+  python -m benchmarks.real_motion --dataset synthetic_h36m --data_dir runs/quickstart/data ...
+
+Every run is a training command as a user runs it (`experiments.train_tgt` / `train_gpc` in a
+subprocess) and is given CPU seconds, not steps: a calibration pair of short runs per model
+variant measures the CPU cost of a step and the fixed cost (start, compile, checkpoint), and the
+run gets `(budget - fixed) / per_step` steps, so its learning-rate schedule completes; the CPU
+seconds (user + system of the subprocess) and steps actually used are recorded. Evaluation
+(`experiments.evaluate`, the whole test split) is not counted in the budget.
+
+Variants (tiny configs):
+  default      TGT (limb tokens, graph bias) for --tgt_cpu, then the GPC on it for --gpc_cpu
+  --ablation adds, each a TGT alone for --tgt_cpu (evaluated without a corrector):
+  no_limb      config.model.use_limb_tokens=False
+  no_graph     config.model.use_graph_bias=False
+  longer_tgt   the default TGT given --tgt_cpu + --gpc_cpu (is the corrector worth its compute?)
+
+`--tgt_set` / `--gpc_set` (repeatable KEY=VALUE config overrides) apply to every run, so a
+training lever is measured by running this script twice. Prints one table (mean +- std over
+seeds) and writes everything (per run: steps, CPU s, summary) to --json.
+
+Refinement levers need no training: `--sweep GPC_WORKDIR --refine "start_factor=0.5" --refine
+"selection='window_fraction',top_fraction=0.2"` evaluates one trained GPC under each setting of
+config.refine (the empty setting: as saved) and prints one row per setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import datetime
+import json
+import os
+import pathlib
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+
+from gentg_jax import files
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TGT_CONFIG, GPC_CONFIG = "configs/tgt_base.py:tiny", "configs/gpc_base.py:tiny"
+ABLATIONS = {
+    "no_limb": ["model.use_limb_tokens=False"],
+    "no_graph": ["model.use_graph_bias=False"],
+    "longer_tgt": [],
+}
+# Summary key -> (table column, scale). Errors are in mm already; fractions become percent.
+COLUMNS = {
+    "coarse_p1": ("TGT P1", 1.0),
+    "coarse_p2": ("TGT P2", 1.0),
+    "p1": ("P1", 1.0),
+    "p2": ("P2", 1.0),
+    "resampled_fraction": ("resampled %", 100.0),
+    "resampled_error_before": ("resampled before", 1.0),
+    "resampled_error_after": ("resampled after", 1.0),
+    "kept_error_before": ("kept before", 1.0),
+    "kept_error_after": ("kept after", 1.0),
+    "sigma_error_corr": ("sigma-err corr", 1.0),
+    "sigma_error_slope": ("sigma slope", 1.0),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """CPU seconds of a training run with n steps: fixed + per_step * n."""
+
+    fixed: float
+    per_step: float
+
+    def steps_for(self, budget: float) -> int:
+        return max(1, int((budget - self.fixed) / self.per_step))
+
+
+def fit_calibration(short: tuple[int, float], long: tuple[int, float]) -> Calibration:
+    """The line through two (steps, CPU seconds) runs; the per-step cost is kept positive."""
+    (n1, c1), (n2, c2) = short, long
+    if n2 <= n1:
+        raise ValueError(f"calibration runs need different step counts, got {n1} and {n2}")
+    per_step = max((c2 - c1) / (n2 - n1), 1e-6)
+    return Calibration(fixed=max(c1 - per_step * n1, 0.0), per_step=per_step)
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def run_command(args: list[str], log: pathlib.Path) -> float:
+    """Runs `python -m ...` in a subprocess (output to `log`); returns its CPU seconds."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with open(log, "a") as f:
+        result = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, stdout=f, stderr=f)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:1])} failed ({result.returncode}); see {log}")
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+@dataclasses.dataclass
+class Bench:
+    """The settings every run shares."""
+
+    dataset: str
+    data_dir: str
+    workdir: pathlib.Path
+    tgt_set: list[str]
+    gpc_set: list[str]
+
+    def _flags(self, seed: int, steps: int, extra: list[str]) -> list[str]:
+        sets = [
+            f"data.name={self.dataset}",
+            f"data.data_dir={self.data_dir}",
+            f"seed={seed}",
+            f"train.num_steps={steps}",
+            "train.eval_every=0",
+            f"train.checkpoint_every={steps}",
+            f"train.log_every={max(1, steps // 5)}",
+            "train.parallel=single",
+            *extra,
+        ]
+        return [f"--config.{item}" for item in sets]
+
+    def train(self, kind: str, workdir: pathlib.Path, seed: int, steps: int, extra: list[str]):
+        """CPU seconds of one training run from scratch in `workdir`."""
+        if workdir.exists():
+            raise FileExistsError(f"{workdir} exists: choose a new --workdir")
+        config = TGT_CONFIG if kind == "tgt" else GPC_CONFIG
+        sets = (self.tgt_set if kind == "tgt" else self.gpc_set) + extra
+        command = [f"experiments.train_{kind}", f"--config={config}", f"--workdir={workdir}"]
+        workdir.parent.mkdir(parents=True, exist_ok=True)
+        return run_command(command + self._flags(seed, steps, sets), workdir.with_suffix(".log"))
+
+    def evaluate(self, workdir: pathlib.Path) -> dict[str, float]:
+        """The summary of `experiments.evaluate` on the workdir's final checkpoint."""
+        run_command(
+            ["experiments.evaluate", f"--workdir={workdir}", "--checkpoint=latest"],
+            workdir.with_suffix(".log"),
+        )
+        return json.loads((workdir / "eval" / "eval.json").read_text())["summary"]
+
+    def calibrate(self, kind: str, name: str, extra: list[str], tgt: str | None) -> Calibration:
+        """Two short runs (20 and 80 steps) of a model variant."""
+        points = []
+        for steps in (20, 80):
+            workdir = self.workdir / "calibration" / f"{name}_{steps}"
+            sets = extra + ([f"tgt_workdir={tgt}", "train_from_gt_noise=False"] if tgt else [])
+            points.append((steps, self.train(kind, workdir, 0, steps, sets)))
+        return fit_calibration(*points)
+
+
+def _gpc_sets(tgt_workdir: pathlib.Path) -> list[str]:
+    return [f"tgt_workdir={tgt_workdir}", "train_from_gt_noise=False"]
+
+
+def run(args: argparse.Namespace) -> dict:
+    bench = Bench(
+        args.dataset, args.data_dir, pathlib.Path(args.workdir), args.tgt_set, args.gpc_set
+    )
+    seeds = [int(s) for s in args.seeds.split(",")]
+    variants = {"default": []} | (ABLATIONS if args.ablation else {})
+    calibration = {
+        name: bench.calibrate("tgt", f"tgt_{name}", sets, None)
+        for name, sets in variants.items()
+        if name != "longer_tgt"
+    }
+    calibration["longer_tgt"] = calibration["default"]
+    runs = []
+    for seed in seeds:
+        for name, sets in variants.items():
+            budget = args.tgt_cpu + (args.gpc_cpu if name == "longer_tgt" else 0.0)
+            steps = calibration[name].steps_for(budget)
+            tgt_dir = bench.workdir / f"seed{seed}" / f"tgt_{name}"
+            cpu = bench.train("tgt", tgt_dir, seed, steps, sets)
+            record = {"variant": name, "seed": seed, "tgt_steps": steps, "tgt_cpu_s": cpu}
+            if name == "default":
+                if "gpc" not in calibration:
+                    calibration["gpc"] = bench.calibrate("gpc", "gpc", [], str(tgt_dir))
+                gpc_steps = calibration["gpc"].steps_for(args.gpc_cpu)
+                gpc_dir = bench.workdir / f"seed{seed}" / "gpc"
+                gpc_cpu = bench.train("gpc", gpc_dir, seed, gpc_steps, _gpc_sets(tgt_dir))
+                record.update(gpc_steps=gpc_steps, gpc_cpu_s=gpc_cpu)
+                record["summary"] = bench.evaluate(gpc_dir)
+            else:
+                summary = bench.evaluate(tgt_dir)
+                record["summary"] = summary | {
+                    "coarse_p1": summary["p1"],
+                    "coarse_p2": summary["p2"],
+                }
+            runs.append(record)
+            print(f"seed {seed} {name}: {json.dumps(record)}", flush=True)
+    return {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "machine": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "dataset": args.dataset,
+        "budgets_cpu_s": {"tgt": args.tgt_cpu, "gpc": args.gpc_cpu},
+        "overrides": {"tgt": args.tgt_set, "gpc": args.gpc_set},
+        "calibration": {k: dataclasses.asdict(v) for k, v in calibration.items()},
+        "runs": runs,
+        "table": aggregate(runs),
+    }
+
+
+def aggregate(runs: list[dict]) -> dict[str, dict[str, tuple[float, float]]]:
+    """variant -> column -> (mean, std) over seeds, for the summary keys every run has."""
+    table = {}
+    for name in dict.fromkeys(r["variant"] for r in runs):
+        chosen = [r for r in runs if r["variant"] == name]
+        row = {}
+        for key in ("tgt_steps", "tgt_cpu_s", "gpc_steps", "gpc_cpu_s"):
+            if all(key in r for r in chosen):
+                row[key] = mean_std([float(r[key]) for r in chosen])
+        for key, (_, scale) in COLUMNS.items():
+            if all(key in r["summary"] for r in chosen):
+                row[key] = mean_std([scale * r["summary"][key] for r in chosen])
+        table[name] = row
+    return table
+
+
+def format_table(table: dict[str, dict[str, tuple[float, float]]]) -> str:
+    """Markdown, one row per variant, cells 'mean +- std'."""
+    keys = list(dict.fromkeys(k for row in table.values() for k in row))
+    names = [COLUMNS.get(k, (k, 1.0))[0] for k in keys]
+    lines = ["| variant | " + " | ".join(names) + " |", "|---" * (len(keys) + 1) + "|"]
+    for variant, row in table.items():
+        cells = [f"{row[k][0]:.3g} +- {row[k][1]:.2g}" if k in row else "" for k in keys]
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def parse_settings(text: str) -> dict[str, object]:
+    """'a=1,b=\'x\'' -> {'a': 1, 'b': 'x'} (values are Python literals; bare words are text)."""
+    settings = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        try:
+            settings[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            settings[key.strip()] = value.strip()
+    return settings
+
+
+def sweep(workdir: str, settings: list[str]) -> dict:
+    """Evaluates a trained GPC workdir under each refine setting; rows of summaries."""
+    from gentg_jax import checkpoint
+    from gentg_jax.train import loop
+
+    rows = {}
+    for text in settings:
+        config = checkpoint.load_config(workdir)
+        config.refine.update(parse_settings(text))
+        result, _ = loop.evaluate_checkpoint(workdir, step="latest", config=config)
+        rows[text or "saved"] = {"summary": result.summary}
+        print(f"{text or 'saved'}: {json.dumps(result.summary)}", flush=True)
+    return {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "workdir": workdir,
+        "runs": [{"variant": k, **v} for k, v in rows.items()],
+        "table": aggregate([{"variant": k, **v} for k, v in rows.items()]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="", help="e.g. mocap_h36m/all_detector")
+    parser.add_argument("--data_dir", default="", help="TFDS data_dir holding the dataset")
+    parser.add_argument("--workdir", default="runs/real_motion", help="a new directory")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--tgt_cpu", type=float, default=900.0, help="TGT CPU seconds per run")
+    parser.add_argument("--gpc_cpu", type=float, default=450.0, help="GPC CPU seconds per run")
+    parser.add_argument("--ablation", action="store_true", help="add no_limb, no_graph, longer_tgt")
+    parser.add_argument("--tgt_set", action="append", default=[], help="TGT override KEY=VALUE")
+    parser.add_argument("--gpc_set", action="append", default=[], help="GPC override KEY=VALUE")
+    parser.add_argument("--json", default="benchmarks/results/real_motion.json")
+    parser.add_argument("--sweep", default="", help="a trained GPC workdir: evaluate --refine")
+    parser.add_argument("--refine", action="append", default=[], help="k=v,... of config.refine")
+    args = parser.parse_args()
+    if not args.sweep and not (args.dataset and args.data_dir):
+        parser.error("--dataset and --data_dir are required (unless --sweep)")
+    result = sweep(args.sweep, args.refine or [""]) if args.sweep else run(args)
+    files.write_json(args.json, result, indent=2)
+    print(format_table(result["table"]))
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
