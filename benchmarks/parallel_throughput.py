@@ -11,7 +11,7 @@ Model FLOPs utilisation (MFU) = model FLOP/s / peak: a forward is the XLA-counte
 TGT forward (profiling.tgt_flops_per_frame, counted once on the float32 model), a training step
 counts 3 forwards (backward = 2 x forward; rematerialisation is not model work). The peak is
 --peak_tflops when given, else the datasheet bf16 dense peak of a known accelerator
-(KNOWN_PEAK_TFLOPS: H100/H200 SXM 989 TFLOP/s), else the measured rate of a large
+(gentg_jax.profiling.peaks: e.g. H100/H200 SXM 989.5 TFLOP/s), else the measured rate of a large
 matmul of the row's dtype on one device of this machine; every peak is per device and is
 multiplied by the devices a row uses (forced CPU devices share the cores, so there the
 multi-device MFU is a lower bound). `matmul_fraction` always compares the predict FLOP/s with
@@ -19,19 +19,16 @@ the measured matmul rate.
 """
 
 import argparse
-import datetime
 import os
-import platform
 
-import jax
 import jax.numpy as jnp
 
 from configs import tgt_base
 from gentg_jax import files, profiling
+from gentg_jax.profiling import machine
+from gentg_jax.profiling.peaks import datasheet_peak
 from gentg_jax.train import parallel, registry
 
-# Dense bf16 tensor-core peaks (TFLOP/s) of the SXM parts: H200 has H100's compute.
-KNOWN_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0}
 _MODES = ("single", "pmap", "sharded")
 _DTYPES = ("float32", "bfloat16")
 _COLUMNS = (
@@ -63,19 +60,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def machine_info() -> dict:
-    device = jax.devices()[0]
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "device_kind": device.device_kind,
-        "platform": device.platform,
-        "device_count": jax.device_count(),
-        "cpu_count": os.cpu_count(),
-        "cpu": platform.processor() or platform.machine(),
-        "jax_version": jax.__version__,
-    }
-
-
 def matmul_flops_per_s(dtype: str, size: int, repeats: int = 5) -> float:
     """Measured FLOP/s of a (size x size) @ (size x size) matmul on the default device."""
     x = jnp.ones((size, size), dtype)
@@ -87,7 +71,8 @@ def peaks(args: argparse.Namespace, info: dict, dtypes: list[str]) -> dict:
     """Measured matmul FLOP/s per dtype, and the peak used for MFU with its source."""
     size = args.matmul_size or (8192 if info["platform"] == "gpu" else 2048)
     measured = {d: matmul_flops_per_s(d, size) for d in dtypes}
-    known = next((v * 1e12 for k, v in KNOWN_PEAK_TFLOPS.items() if k in info["device_kind"]), None)
+    datasheet = datasheet_peak(info["device_kind"])
+    known = datasheet[0] if datasheet else None
     if args.peak_tflops:
         mfu_peak, source = {d: args.peak_tflops * 1e12 for d in dtypes}, "--peak_tflops"
     elif known:
@@ -133,7 +118,7 @@ def main() -> None:
         flag = f"--xla_force_host_platform_device_count={args.devices}"
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
     # XLA reads XLA_FLAGS once, when the backend starts: before the first device query below.
-    info = machine_info()
+    info = machine.machine_info()
     modes, dtypes = args.modes.split(","), args.dtypes.split(",")
     if args.batch % info["device_count"] and set(modes) - {"single"}:
         raise ValueError(f"--batch {args.batch} must divide over {info['device_count']} devices")

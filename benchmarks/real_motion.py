@@ -5,10 +5,11 @@
   python -m benchmarks.real_motion --dataset synthetic_h36m --data_dir runs/quickstart/data ...
 
 Every run is a training command as a user runs it (`experiments.train_tgt` / `train_gpc` in a
-subprocess) and is given CPU seconds, not steps: a calibration pair of short runs per model
-variant measures the CPU cost of a step and the fixed cost (start, compile, checkpoint), and the
-run gets `(budget - fixed) / per_step` steps, so its learning-rate schedule completes; the CPU
-seconds (user + system of the subprocess) and steps actually used are recorded. Evaluation
+subprocess; `--jobs 2` trains two seeds side by side) and is given CPU seconds, not steps: a
+calibration pair of short runs per model variant measures the CPU cost of a step and the fixed
+cost (start, compile, checkpoint), and the run gets `(budget - fixed) / per_step` steps, so its
+learning-rate schedule completes; the CPU seconds (user + system of the subprocess) and steps
+actually used are recorded. Evaluation
 (`experiments.evaluate`, the whole test split) is not counted in the budget.
 
 Variants (tiny configs):
@@ -31,13 +32,13 @@ from __future__ import annotations
 
 import argparse
 import ast
+import concurrent.futures
 import dataclasses
 import datetime
 import json
 import os
 import pathlib
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -93,14 +94,15 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def run_command(args: list[str], log: pathlib.Path) -> float:
-    """Runs `python -m ...` in a subprocess (output to `log`); returns its CPU seconds."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    """Runs `python -m ...` in a subprocess (output to `log`); returns its CPU seconds (its own
+    user + system time, so runs may go on side by side)."""
     with open(log, "a") as f:
-        result = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, stdout=f, stderr=f)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(args[:1])} failed ({result.returncode}); see {log}")
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        process = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, stdout=f, stderr=f)
+        _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:1])} failed ({process.returncode}); see {log}")
+    return usage.ru_utime + usage.ru_stime
 
 
 @dataclasses.dataclass
@@ -150,12 +152,12 @@ class Bench:
         points = []
         for steps in (20, 80):
             workdir = self.workdir / "calibration" / f"{name}_{steps}"
-            sets = extra + ([f"tgt_workdir={tgt}", "train_from_gt_noise=False"] if tgt else [])
+            sets = extra + (_gpc_sets(tgt) if tgt else [])
             points.append((steps, self.train(kind, workdir, 0, steps, sets)))
         return fit_calibration(*points)
 
 
-def _gpc_sets(tgt_workdir: pathlib.Path) -> list[str]:
+def _gpc_sets(tgt_workdir: pathlib.Path | str) -> list[str]:
     return [f"tgt_workdir={tgt_workdir}", "train_from_gt_noise=False"]
 
 
@@ -171,8 +173,12 @@ def run(args: argparse.Namespace) -> dict:
         if name != "longer_tgt"
     }
     calibration["longer_tgt"] = calibration["default"]
-    runs = []
-    for seed in seeds:
+    # The GPC's calibration conditions it on the default TGT's longer calibration run.
+    tgt_default = bench.workdir / "calibration" / "tgt_default_80"
+    calibration["gpc"] = bench.calibrate("gpc", "gpc", [], str(tgt_default))
+
+    def seed_runs(seed: int) -> list[dict]:
+        runs = []
         for name, sets in variants.items():
             budget = args.tgt_cpu + (args.gpc_cpu if name == "longer_tgt" else 0.0)
             steps = calibration[name].steps_for(budget)
@@ -180,8 +186,6 @@ def run(args: argparse.Namespace) -> dict:
             cpu = bench.train("tgt", tgt_dir, seed, steps, sets)
             record = {"variant": name, "seed": seed, "tgt_steps": steps, "tgt_cpu_s": cpu}
             if name == "default":
-                if "gpc" not in calibration:
-                    calibration["gpc"] = bench.calibrate("gpc", "gpc", [], str(tgt_dir))
                 gpc_steps = calibration["gpc"].steps_for(args.gpc_cpu)
                 gpc_dir = bench.workdir / f"seed{seed}" / "gpc"
                 gpc_cpu = bench.train("gpc", gpc_dir, seed, gpc_steps, _gpc_sets(tgt_dir))
@@ -195,6 +199,10 @@ def run(args: argparse.Namespace) -> dict:
                 }
             runs.append(record)
             print(f"seed {seed} {name}: {json.dumps(record)}", flush=True)
+        return runs
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        runs = [record for records in pool.map(seed_runs, seeds) for record in records]
     return {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": platform.processor() or platform.machine(),
@@ -277,6 +285,7 @@ def main() -> None:
     parser.add_argument("--tgt_cpu", type=float, default=900.0, help="TGT CPU seconds per run")
     parser.add_argument("--gpc_cpu", type=float, default=450.0, help="GPC CPU seconds per run")
     parser.add_argument("--ablation", action="store_true", help="add no_limb, no_graph, longer_tgt")
+    parser.add_argument("--jobs", type=int, default=1, help="seeds trained side by side")
     parser.add_argument("--tgt_set", action="append", default=[], help="TGT override KEY=VALUE")
     parser.add_argument("--gpc_set", action="append", default=[], help="GPC override KEY=VALUE")
     parser.add_argument("--json", default="benchmarks/results/real_motion.json")

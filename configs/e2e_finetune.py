@@ -23,6 +23,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     variant, config = common.from_tgt_variant(arg, "e2e")
     config.tgt_workdir = ""  # "": the GPC's saved tgt_workdir
     config.gpc_workdir = ""  # required
+    # start from a TGT whose parameters differ from the one the GPC was trained on
+    config.allow_tgt_mismatch = False
     # Filled with the saved configs of the two workdirs when the run starts.
     config.tgt = ml_collections.ConfigDict()
     config.gpc = ml_collections.ConfigDict()

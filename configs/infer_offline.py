@@ -20,6 +20,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.checkpoint = ""  # a workdir, its checkpoints/ or one step directory (required)
     config.step = "latest"  # "latest", "best" (lowest eval P1) or a step number
     config.tgt_path = ""  # a GPC workdir's TGT if moved ("" = its saved config.tgt_workdir)
+    # use a TGT whose parameters differ from the one the GPC was trained on
+    config.allow_tgt_mismatch = False
     config.refine = config_dict.placeholder(bool)  # None: refine when the checkpoint has a GPC
     config.seed = 0  # refinement noise seed
     config.flip = config_dict.placeholder(bool)  # None: the checkpoint's data.test_flip

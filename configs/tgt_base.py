@@ -42,7 +42,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.remat = True  # rematerialise each scanned layer (training memory)
     config.model.scan_unroll = 1  # layers per scan iteration; depth = fully unrolled (FLOP counts)
     config.model.dtype = "float32"  # compute dtype: "float32" | "bfloat16"; params stay float32
-    config.model.attention_impl = "einsum"  # "einsum" (heads-major) | "xla" (dot_product_attention)
+    # "auto" (einsum on CPU; cuDNN or XLA attention on GPU/TPU) | "einsum" | "xla" | "cudnn"
+    config.model.attention_impl = "auto"
     config.model.attention_chunk_mib = 6.0  # CPU only: cache-sized attention chunks (~2x); 0: off
     config.model.log_sigma_range = (-7.0, 1.0)  # clip of the predicted log sigma, metres
     # CPU only, outside training: lift batches in a loop over micro-batches of ~this many MiB of

@@ -9,10 +9,10 @@ Deterministic given the flags. Each config is built in a hidden staging director
 reported) unless --overwrite is given.
 """
 
-import sys
-
 from absl import app, flags
 
+from experiments._errors import user_errors
+from gentg_jax import logs
 from gentg_jax.data import h36m, synthetic, tfds_builders
 
 _DATA_DIR = flags.DEFINE_string(
@@ -32,26 +32,26 @@ _TEST = flags.DEFINE_list("test_subjects", list(h36m.TEST_SUBJECTS), "Test split
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Rebuild configs that already exist.")
 
 
+@user_errors
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        generator = synthetic.SyntheticConfig(
-            seed=_SEED.value,
-            subjects=tuple(_SUBJECTS.value),
-            actions=tuple(_ACTIONS.value),
-            frames_per_sequence=_FRAMES.value,
-        )
-        paths = tfds_builders.build_synthetic_h36m(
-            _DATA_DIR.value,
-            generator=generator,
-            configs=_CONFIGS.value,
-            train_subjects=_TRAIN.value,
-            test_subjects=_TEST.value,
-            overwrite=_OVERWRITE.value,
-        )
-    except (ValueError, FileNotFoundError) as error:
-        sys.exit(f"make_synthetic: {error}")
+    logs.setup_logging()
+    generator = synthetic.SyntheticConfig(
+        seed=_SEED.value,
+        subjects=tuple(_SUBJECTS.value),
+        actions=tuple(_ACTIONS.value),
+        frames_per_sequence=_FRAMES.value,
+    )
+    paths = tfds_builders.build_synthetic_h36m(
+        _DATA_DIR.value,
+        generator=generator,
+        configs=_CONFIGS.value,
+        # Not given: Human3.6M's split, without the subjects not generated.
+        train_subjects=_TRAIN.value if _TRAIN.present else None,
+        test_subjects=_TEST.value if _TEST.present else None,
+        overwrite=_OVERWRITE.value,
+    )
     for path in paths:
         print(f"synthetic_h36m/{path.parent.name}: {path}")
 

@@ -5,12 +5,14 @@ entrypoint's --help lists them as its own.
 """
 
 import dataclasses
+import sys
 from collections.abc import Callable
 
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from gentg_jax import logs
 from gentg_jax.train import loop, parallel
 
 flags.disclaim_key_flags()
@@ -50,6 +52,26 @@ def start(argv: list[str], run_flags: RunFlags) -> None:
     )
 
 
+def with_setup(main: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
+    """`main` with the project's logging setup (`logs.setup_logging`) and a one-line Ctrl-C:
+    the interruption's message (where a rerun resumes) on stderr, exit status 130."""
+
+    def wrapped(argv: list[str]) -> None:
+        logs.setup_logging()
+        try:
+            main(argv)
+        except KeyboardInterrupt as interrupt:
+            print(str(interrupt) or "interrupted", file=sys.stderr, flush=True)
+            sys.exit(130)
+
+    return wrapped
+
+
+def run(main: Callable[[list[str]], None]) -> None:
+    """`app.run(main)` for an entrypoint, with `with_setup`."""
+    app.run(with_setup(main))
+
+
 def training_main(config_default: str) -> Callable[[list[str]], None]:
     """The main of a training entrypoint whose --config defaults to `config_default`: it runs
     train_and_evaluate(config, workdir), resuming from the workdir's checkpoints."""
@@ -60,6 +82,7 @@ def training_main(config_default: str) -> Callable[[list[str]], None]:
     def main(argv: list[str]) -> None:
         start(argv, run_flags)
         result = loop.train_and_evaluate(run_flags.config.value, run_flags.workdir.value)
-        logging.info("final eval: %s", result.eval_metrics)
+        if result.eval_metrics:
+            logging.info("final eval: %s", result.eval_metrics)
 
     return main

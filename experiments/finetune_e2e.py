@@ -6,11 +6,10 @@ The TGT is the GPC's (its saved tgt_workdir) unless --config.tgt_workdir names a
 Multi-host: run the same command on every host with --jax_distributed.
 """
 
-from absl import app
-
 from experiments import _cli
+from experiments._errors import user_errors
 
-main = _cli.training_main("configs/e2e_finetune.py")
+main = user_errors(_cli.training_main("configs/e2e_finetune.py"))
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

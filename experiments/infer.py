@@ -11,6 +11,8 @@ the output.
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from experiments import _cli
+from experiments._errors import user_errors
 from gentg_jax import inference
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Inference config.", lock_config=True)
@@ -18,6 +20,7 @@ _INPUT = flags.DEFINE_string("input", None, "2D keypoint npz (see the docstring)
 _OUTPUT = flags.DEFINE_string("output", None, "Result npz (default: config.output).")
 
 
+@user_errors
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -28,4 +31,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

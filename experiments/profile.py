@@ -17,6 +17,8 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from configs import tgt_base
+from experiments import _cli
+from experiments._errors import user_errors
 from gentg_jax import checkpoint, files, profiling
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -42,6 +44,7 @@ def tgt_config_for(config: ml_collections.ConfigDict, config_arg: str) -> ml_col
     return tgt_base.get_config(variant or None)
 
 
+@user_errors
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -64,4 +67,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

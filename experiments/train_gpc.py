@@ -9,11 +9,10 @@ then refines simulated coarse poses too, unless tgt_workdir is set).
 Multi-host: run the same command on every host with --jax_distributed.
 """
 
-from absl import app
-
 from experiments import _cli
+from experiments._errors import user_errors
 
-main = _cli.training_main("configs/gpc_base.py")
+main = user_errors(_cli.training_main("configs/gpc_base.py"))
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

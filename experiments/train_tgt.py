@@ -6,11 +6,10 @@
 Multi-host: run the same command on every host with --jax_distributed.
 """
 
-from absl import app
-
 from experiments import _cli
+from experiments._errors import user_errors
 
-main = _cli.training_main("configs/tgt_base.py")
+main = user_errors(_cli.training_main("configs/tgt_base.py"))
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

@@ -19,6 +19,8 @@ import pathlib
 
 from absl import app, flags, logging
 
+from experiments import _cli
+from experiments._errors import user_errors
 from gentg_jax import evaluation, viz
 
 _NPZ = flags.DEFINE_string("npz", None, "Result npz written by experiments.infer.")
@@ -29,9 +31,10 @@ _ANIMATE = flags.DEFINE_bool("animate", True, "Write animation.gif (+ .mp4 with 
 _MAX_FRAMES = flags.DEFINE_integer("max_frames", 200, "Animate at most this many frames.")
 _STRIDE = flags.DEFINE_integer("stride", 1, "Animate every stride-th frame.")
 _FPS = flags.DEFINE_float("fps", 25.0, "Animation frames per second.")
-_DPI = flags.DEFINE_integer("dpi", 72, "Resolution of the animation (stills use 100).")
+_DPI = flags.DEFINE_integer("dpi", 100, "Animation resolution (100: 300-pixel panels).")
 
 
+@user_errors
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -63,4 +66,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

@@ -299,16 +299,19 @@ def protocol_table(
     return table
 
 
-def format_markdown(tables: Mapping[str, ProtocolTable], digits: int = 1) -> str:
+def format_markdown(
+    tables: Mapping[str, ProtocolTable], digits: int = 1, mean_label: str = "Avg"
+) -> str:
     """A Markdown table: one row per metric (plus one per subject when present), actions as
-    columns and the mean over actions last. Values are rounded here, for printing only."""
+    columns and the mean over actions last (headed `mean_label`). Values are rounded here, for
+    printing only."""
     rows = []
     for metric, table in tables.items():
         rows.append((metric, table))
         rows.extend((f"{metric} ({subject})", sub) for subject, sub in table.subjects.items())
     columns = _sorted_actions({a for _, table in rows for a in table.actions})
     lines = [
-        "| " + " | ".join(["Metric", *columns, "Avg"]) + " |",
+        "| " + " | ".join(["Metric", *columns, mean_label]) + " |",
         "|" + "---|" * (len(columns) + 2),
     ]
     for label, table in rows:

@@ -21,12 +21,15 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from gentg_jax import diffusion, skeleton
 from gentg_jax.models import gpc, tgt
 from gentg_jax.types import PyTree
 
-_FLIP = jnp.asarray(skeleton.FLIP_PERMUTATION)
+# numpy, not jnp: importing the library must not start the XLA backend (XLA_FLAGS set after
+# import, e.g. a forced host device count, would be ignored).
+_FLIP = np.asarray(skeleton.FLIP_PERMUTATION)
 
 
 class Refiner(NamedTuple):

@@ -126,6 +126,21 @@ def tiny_config(data_dir: str, **train: object) -> ml_collections.ConfigDict:
     return config
 
 
+def tiny_gpc_config(data_dir: str, tgt_workdir: str = "", **train: object):
+    """configs/gpc_base.py:tiny shrunk like `tiny_config` (T=9, dim 16, one layer, K=2, H=2),
+    refining the TGT at `tgt_workdir` (else trained from simulated coarse poses)."""
+    from configs import gpc_base
+
+    tgt_config = tiny_config(data_dir, **train)
+    config = gpc_base.get_config("tiny")
+    config.data, config.train, config.eval = tgt_config.data, tgt_config.train, tgt_config.eval
+    config.model.update(dim=16, depth=1, num_heads=2, max_frames=9)
+    config.refine.update(selection="top_fraction", num_steps=2, num_hypotheses=2)
+    config.tgt_workdir = tgt_workdir
+    config.train_from_gt_noise = not tgt_workdir
+    return config
+
+
 # A person standing 4.5 m in front of the camera, facing it, in the camera frame (y down): hips
 # at the origin, feet at y = +0.88 m, head at y = -0.7 m.
 STANDING = np.array(
@@ -157,6 +172,7 @@ def make_result(num_frames: int = 12, optional: bool = True) -> dict[str, np.nda
     if optional:
         result["scores"] = rng.uniform(0.2, 1.0, (num_frames, 17)).astype(np.float32)
         result["refined_3d"] = (pose + rng.normal(0, 0.01, pose.shape)).astype(np.float32)
+        result["resampled"] = (rng.uniform(size=(num_frames, 17)) > 0.7).astype(np.float32)
         result["ground_truth_3d"] = absolute.astype(np.float32)  # absolute on purpose
     return result
 

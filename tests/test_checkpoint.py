@@ -95,6 +95,24 @@ def test_manager_keeps_latest_and_best(tmp_path):
     assert checkpoint.load_config(tmp_path / "checkpoints" / "4").model.dim == config.model.dim
 
 
+def test_reading_a_checkpoint_warns_nothing_and_writes_nothing(tmp_path, caplog):
+    writer = checkpoint.CheckpointManager(tmp_path / "checkpoints")
+    writer.save(1, _tree(1), config=tgt_base.get_config("tiny"))
+    writer.wait()
+    writer.close()
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        config, params = checkpoint.restore_params(tmp_path, ema=False)
+    assert params["w"].shape == (3, 4) and config.task == "tgt"
+    assert not [r for r in caplog.records if r.levelno >= 30], caplog.text  # no false warnings
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+    reader = checkpoint.CheckpointManager(tmp_path / "checkpoints", read_only=True)
+    with pytest.raises(ValueError, match="read-only"):
+        reader.save(2, _tree(2), config=config)
+    reader.close()
+
+
 def test_restore_params_of_pmap_run_on_one_device(pmap_run, tiny_data_dir):
     workdir, ema_leaves = pmap_run
     assert jax.device_count() == 1
@@ -154,3 +172,86 @@ def test_corrupt_checkpoint_raises_checkpoint_error(pmap_run, tmp_path, damage):
         shutil.rmtree(state)
     with pytest.raises(checkpoint.CheckpointError, match="checkpoints/2 is partial or corrupt"):
         checkpoint.restore_params(copy)
+
+
+def _largest_data_file(step_dir):
+    return max((step_dir / "state").rglob("d/*"), key=lambda p: p.stat().st_size)
+
+
+def _flip(path):
+    content = bytearray(path.read_bytes())
+    content[len(content) // 2] ^= 0x01
+    path.write_bytes(bytes(content))
+
+
+# How a step gets damaged: truncated, emptied, half-deleted, bit-flipped, or an emptied
+# iterator state; "unverified_*" are steps saved without checksum.json (before checksums).
+_DAMAGE = {
+    "truncated": lambda step: _largest_data_file(step).write_bytes(b"12345"),
+    "emptied_step": lambda step: [
+        shutil.rmtree(p) if p.is_dir() else p.unlink() for p in list(step.iterdir())
+    ],  # fmt: skip
+    "state_metadata_missing": lambda step: (step / "state" / "_METADATA").unlink(),
+    "iterator_state_emptied": lambda step: (step / "data" / "metadata").write_text(""),
+    "bit_flipped": lambda step: _flip(_largest_data_file(step)),
+    "unverified_truncated": lambda step: (
+        (step / "checksum.json").unlink(),
+        [p.write_bytes(p.read_bytes()[:10]) for p in (step / "state").rglob("d/*")],
+    ),
+    "unverified_iterator_state_emptied": lambda step: (
+        (step / "checksum.json").unlink(),
+        (step / "data" / "metadata").write_text(""),
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def three_steps(tmp_path_factory):
+    """A checkpoints directory with steps 1, 2 and 3 of a small state."""
+    workdir = tmp_path_factory.mktemp("three_steps")
+    manager = checkpoint.CheckpointManager(workdir / "checkpoints")
+    for step in (1, 2, 3):
+        manager.save(step, _tree(step), config=tgt_base.get_config("tiny"), data_state={"i": step})
+    manager.wait()
+    manager.close()
+    return workdir
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("damage", sorted(_DAMAGE))
+def test_damaged_latest_step_falls_back_to_the_previous_one(three_steps, tmp_path, caplog, damage):
+    workdir = tmp_path / "copy"
+    shutil.copytree(three_steps, workdir)
+    latest = workdir / "checkpoints" / "3"
+    assert (latest / "checksum.json").is_file()
+    _DAMAGE[damage](latest)
+    if damage != "unverified_iterator_state_emptied":  # the parameters alone read fine then
+        with caplog.at_level("WARNING"):
+            restored = checkpoint.load_params(workdir, ema=False)
+        assert restored.step == 2
+        np.testing.assert_array_equal(restored.params["w"], _tree(2)["params"]["w"])
+        assert f"skipped damaged checkpoint {latest} (" in caplog.text
+        assert "using step 2" in caplog.text and latest.is_dir()  # a reader moves nothing
+        # Asked for by number, the damaged step is an error in one line.
+        with pytest.raises(checkpoint.CheckpointError, match=f"{latest} is partial or corrupt: "):
+            checkpoint.restore_params(workdir, step=3)
+    # A resuming writer restores step 2 with its iterator state and moves step 3 aside.
+    manager = checkpoint.CheckpointManager(workdir / "checkpoints")
+    step, state, data_state = manager.restore_latest(_tree(0))
+    assert (step, data_state, manager.all_steps()) == (2, {"i": 2}, [1, 2])
+    assert (workdir / checkpoint.DAMAGED / "3").is_dir()
+    assert manager.save(3, _tree(3), config=tgt_base.get_config("tiny"))  # saved again
+    manager.close()
+    assert checkpoint.load_params(workdir, ema=False).step == 3
+
+
+def test_every_step_damaged_is_one_clear_error(three_steps, tmp_path):
+    workdir = tmp_path / "copy"
+    shutil.copytree(three_steps, workdir)
+    for step in (1, 2, 3):
+        _flip(_largest_data_file(workdir / "checkpoints" / str(step)))
+    with pytest.raises(checkpoint.CheckpointError) as error:
+        checkpoint.restore_params(workdir)
+    message = str(error.value)
+    assert message.startswith(f"no intact checkpoint in {workdir / 'checkpoints'}: all are")
+    assert all(f"step {s}: state/" in message for s in (1, 2, 3)) and "\n" not in message

@@ -55,7 +55,7 @@ def _jit_refine(schedule, coarse, log_sigma, kp, intrinsics, key, root=None, *, 
 
 
 # One refinement setting shared by the tests, so that they share one compilation.
-_CONFIG = dict(threshold=0.08, eta=0.5, num_hypotheses=3)
+_CONFIG = dict(selection="threshold", threshold=0.08, eta=0.5, num_hypotheses=3)
 
 
 def _refine(key, inputs, root=None):

@@ -1,4 +1,4 @@
-"""gentg_jax.files: whole files or nothing."""
+"""gentg_jax.files: whole files or nothing, checksums."""
 
 import json
 
@@ -32,3 +32,23 @@ def test_unserialisable_payload_writes_nothing(tmp_path):
     with pytest.raises(TypeError):
         files.write_json(tmp_path / "x.json", {"bad": object()})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_checksums_find_truncated_emptied_flipped_and_missing_files(tmp_path):
+    for name, content in {"a.bin": b"abc" * 100, "d/b.json": b"{}", "d/c": b"x"}.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(content)
+    files.write_checksums(tmp_path, exclude=["d/c"])
+    assert files.verify_checksums(tmp_path) is None
+    (tmp_path / "d" / "c").write_bytes(b"excluded")
+    assert files.verify_checksums(tmp_path) is None
+    data = bytearray((tmp_path / "a.bin").read_bytes())
+    data[7] ^= 0x10
+    (tmp_path / "a.bin").write_bytes(bytes(data))
+    assert files.verify_checksums(tmp_path) == "a.bin differs from its checksum (300 bytes)"
+    (tmp_path / "d" / "b.json").unlink()
+    assert "d/b.json is missing" in files.verify_checksums(tmp_path)
+    (tmp_path / files.CHECKSUM_FILE).write_text("")
+    assert "unreadable" in files.verify_checksums(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        files.verify_checksums(tmp_path / "d")

@@ -1,4 +1,5 @@
-"""TFDS datasets in array_record files (no TensorFlow): `h36m_lifting/<source>`, `synthetic_h36m`.
+"""TFDS datasets in array_record files (no TensorFlow): `h36m_lifting/<source>`, `synthetic_h36m`,
+`mocap_h36m/<name>_<gt|detector>`.
 
 One example per (subject, action, camera), in (subject, action, camera) order:
 `subject`, `action`, `camera` (text), `keypoints_2d` (T, 17, 2) pixels, `scores` (T, 17),
@@ -9,6 +10,7 @@ Build (each writes into a hidden staging directory inside data_dir and renames i
   python -m data_prep.convert_h36m --data_3d data_3d_h36m.npz --data_2d data_2d_h36m_gt.npz \
       --data_dir DIR
   python -m data_prep.make_synthetic --data_dir DIR
+  python -m data_prep.convert_mocap --mocap DIR --rig bandai --name NAME --data_dir DIR
 Read (random access, e.g. as a grain data source):
   source = open_split("h36m_lifting/gt", DIR, "train"); len(source); source[0]["pose_3d"]
 """
@@ -34,6 +36,8 @@ SPLITS = ("train", "test")
 H36M_LIFTING = "h36m_lifting"
 SYNTHETIC_H36M = "synthetic_h36m"
 SYNTHETIC_CONFIGS = ("detector", "gt")
+MOCAP_H36M = "mocap_h36m"
+MOCAP_SOURCES = ("gt", "detector")  # mocap_h36m/<name>_<source>
 _TEXT_FEATURES = ("subject", "action", "camera")
 _CITATION = "Pavllo et al., 3D human pose estimation in video with temporal convolutions, 2019"
 
@@ -101,6 +105,7 @@ class H36MLiftingConfig(tfds.core.BuilderConfig):
 
     data_3d: str = ""
     data_2d: str = ""
+    allow_trim: bool = False  # cut 2D of any length to the 3D (see videopose3d.trim_tolerance)
 
 
 class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -170,7 +175,9 @@ class H36MLifting(_Builder):
         del dl_manager  # the files are local
         config = self.builder_config
         subjects = [s for split in SPLITS for s in self._split_subjects[split]]
-        sequences = videopose3d.load_sequences(config.data_3d, config.data_2d, subjects)
+        sequences = videopose3d.load_sequences(
+            config.data_3d, config.data_2d, subjects, allow_trim=config.allow_trim
+        )
         return {
             split: self._generate_examples(
                 [seq for seq in sequences if seq.subject in self._split_subjects[split]]
@@ -181,6 +188,46 @@ class H36MLifting(_Builder):
     def _generate_examples(self, sequences: list[videopose3d.MocapSequence]):
         for sequence in sequences:
             yield from videopose3d.camera_examples(sequence)
+
+
+@dataclasses.dataclass(eq=False)
+class MocapH36MConfig(H36MLiftingConfig):
+    """`<name>_<source>`: VideoPose3D files written by `convert_mocap`, and its summary."""
+
+    summary: dict = dataclasses.field(default_factory=dict, repr=False)
+
+
+class MocapH36M(H36MLifting):
+    """Motion capture (BVH, ASF/AMC) placed in the H36M volume and seen by its four cameras.
+
+    The same code path as `h36m_lifting` on the VideoPose3D files that `data_prep.convert_mocap`
+    writes; the conversion summary is in the description and the metadata (`conversion`).
+    """
+
+    name = MOCAP_H36M
+
+    def __init__(self, *, config: MocapH36MConfig | None = None, **kwargs):
+        if not isinstance(config, MocapH36MConfig):
+            raise ValueError(
+                "mocap_h36m is built by data_prep.convert_mocap (build_mocap_h36m), got "
+                f"config={config!r}; to read a built dataset use "
+                "open_split('mocap_h36m/<name>_<gt|detector>', data_dir, split)"
+            )
+        super().__init__(config=config, **kwargs)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        config = self.builder_config
+        return _info(
+            self,
+            "Motion capture placed in the Human3.6M capture volume, 2D keypoints seen by its "
+            f"four calibrated cameras ({config.description})",
+            {
+                "data_3d": pathlib.Path(config.data_3d).name,
+                "data_2d": pathlib.Path(config.data_2d).name,
+                **self._split_subjects,
+                "conversion": config.summary,
+            },
+        )
 
 
 @dataclasses.dataclass(eq=False)
@@ -230,9 +277,44 @@ class SyntheticH36M(_Builder):
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> pathlib.Path:
-    """`data_dir`, or $TFDS_DATA_DIR, or ~/tensorflow_datasets (as TFDS itself chooses)."""
+    """`data_dir`, or $TFDS_DATA_DIR, or ~/tensorflow_datasets (as TFDS itself chooses).
+
+    Raises:
+      NotADirectoryError: the chosen path (or one above it) is a file.
+    """
     chosen = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
-    return pathlib.Path(chosen).expanduser()
+    path = pathlib.Path(chosen).expanduser()
+    for parent in (path, *path.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(f"data_dir {path}: {parent} is a file, not a directory")
+            break
+    return path
+
+
+def _named_subjects(
+    split_subjects: dict[str, tuple[str, ...]], explicit: dict[str, bool], available, where: str
+) -> None:
+    """Subjects named explicitly must exist (a typo is an error); absent default ones are
+    left out of their split with a warning."""
+    for split, subjects in split_subjects.items():
+        if missing := [s for s in subjects if s not in available]:
+            if explicit[split]:
+                raise ValueError(
+                    f"{where}: {split} subjects {missing} are not there (subjects there: "
+                    f"{sorted(available)}); fix --{split}_subjects"
+                )
+            logging.warning(
+                "%s: no %s subjects %s; the split goes without them", where, split, missing
+            )
+
+
+def _default_splits(train_subjects, test_subjects):
+    """(train, test, {split: named explicitly}); None means Human3.6M's split."""
+    explicit = {"train": train_subjects is not None, "test": test_subjects is not None}
+    train = h36m.TRAIN_SUBJECTS if train_subjects is None else train_subjects
+    test = h36m.TEST_SUBJECTS if test_subjects is None else test_subjects
+    return train, test, explicit
 
 
 def build_h36m_lifting(
@@ -240,41 +322,49 @@ def build_h36m_lifting(
     data_2d: Sequence[str | os.PathLike],
     data_dir: str | os.PathLike | None,
     *,
-    train_subjects: Sequence[str] = h36m.TRAIN_SUBJECTS,
-    test_subjects: Sequence[str] = h36m.TEST_SUBJECTS,
+    train_subjects: Sequence[str] | None = None,
+    test_subjects: Sequence[str] | None = None,
     overwrite: bool = False,
+    allow_trim: bool = False,
 ) -> list[pathlib.Path]:
     """Converts VideoPose3D files into `h36m_lifting/<source>`, one config per 2D file.
 
-    Every file is validated before anything is written. Returns the dataset directories.
+    Every file is validated before anything is written. Split subjects default to Human3.6M's
+    (None; those absent from the 3D file are left out with a warning); subjects named
+    explicitly must be in the 3D file. `allow_trim` cuts 2D of any length to the 3D length
+    (by default at most `videopose3d.trim_tolerance` extra frames). Returns the dataset
+    directories.
     """
     if not data_2d:
         raise ValueError("no 2D file given (data_2d_h36m_<source>.npz)")
+    train_subjects, test_subjects, explicit = _default_splits(train_subjects, test_subjects)
     split_subjects = _check_splits(train_subjects, test_subjects)
+    root = resolve_data_dir(data_dir)
     sources = [videopose3d.source_name(path) for path in data_2d]
     if len(set(sources)) != len(sources):
         raise ValueError(f"two 2D files name the same source: {[os.fspath(p) for p in data_2d]}")
     positions_3d = videopose3d.load_positions_3d(data_3d)
     _require_subjects(split_subjects, positions_3d, os.fspath(data_3d))
-    for split, subjects in split_subjects.items():
-        if missing := [s for s in subjects if s not in positions_3d]:
-            logging.warning(
-                "%s: no %s subjects %s; the split goes without them", data_3d, split, missing
-            )
+    _named_subjects(split_subjects, explicit, positions_3d, os.fspath(data_3d))
     for path in data_2d:
-        videopose3d.load_sequences(data_3d, path, list(positions_3d), positions_3d)
+        videopose3d.load_sequences(
+            data_3d, path, list(positions_3d), positions_3d, allow_trim=allow_trim
+        )
     del positions_3d  # each build reads the files again, one source at a time
     return [
         tfds_writer.build_atomically(
             lambda staging, source=source, path=path: H36MLifting(
                 data_dir=staging,
                 config=H36MLiftingConfig(
-                    name=source, data_3d=os.fspath(data_3d), data_2d=os.fspath(path)
+                    name=source,
+                    data_3d=os.fspath(data_3d),
+                    data_2d=os.fspath(path),
+                    allow_trim=allow_trim,
                 ),
                 train_subjects=train_subjects,
                 test_subjects=test_subjects,
             ),
-            resolve_data_dir(data_dir) / H36M_LIFTING / source / VERSION,
+            root / H36M_LIFTING / source / VERSION,
             overwrite,
         )
         for source, path in zip(sources, data_2d, strict=True)
@@ -286,13 +376,22 @@ def build_synthetic_h36m(
     *,
     generator: synthetic.SyntheticConfig | None = None,
     configs: Sequence[str] = SYNTHETIC_CONFIGS,
-    train_subjects: Sequence[str] = h36m.TRAIN_SUBJECTS,
-    test_subjects: Sequence[str] = h36m.TEST_SUBJECTS,
+    train_subjects: Sequence[str] | None = None,
+    test_subjects: Sequence[str] | None = None,
     overwrite: bool = False,
 ) -> list[pathlib.Path]:
-    """Generates `synthetic_h36m/<config>` for each of `configs`; returns the dataset dirs."""
+    """Generates `synthetic_h36m/<config>` for each of `configs`; returns the dataset dirs.
+
+    Split subjects default to Human3.6M's (None); subjects named explicitly must be among the
+    generator's subjects.
+    """
     if unknown := sorted(set(configs) - set(SYNTHETIC_CONFIGS)):
         raise ValueError(f"unknown synthetic_h36m configs {unknown}; known: {SYNTHETIC_CONFIGS}")
+    train_subjects, test_subjects, explicit = _default_splits(train_subjects, test_subjects)
+    generated = (generator or synthetic.SyntheticConfig()).subjects
+    _named_subjects(
+        _check_splits(train_subjects, test_subjects), explicit, generated, "synthetic config"
+    )
     return [
         tfds_writer.build_atomically(
             lambda staging, config=config: SyntheticH36M(
@@ -309,6 +408,43 @@ def build_synthetic_h36m(
     ]
 
 
+def build_mocap_h36m(
+    data_3d: str | os.PathLike,
+    data_2d: dict[str, str | os.PathLike],
+    data_dir: str | os.PathLike | None,
+    name: str,
+    *,
+    summary: dict | None = None,
+    description: str = "",
+    overwrite: bool = False,
+) -> list[pathlib.Path]:
+    """Builds `mocap_h36m/<name>_<source>` for each `{source: data_2d file}` (gt, detector).
+
+    The files are what `data_prep.convert_mocap` writes (VideoPose3D format); `summary` (its
+    conversion summary, JSON-serialisable) goes into the dataset's metadata as `conversion` and
+    `description` into its description. Returns the dataset directories.
+    """
+    if unknown := sorted(set(data_2d) - set(MOCAP_SOURCES)):
+        raise ValueError(f"unknown mocap_h36m sources {unknown}; known: {MOCAP_SOURCES}")
+    return [
+        tfds_writer.build_atomically(
+            lambda staging, source=source, path=path: MocapH36M(
+                data_dir=staging,
+                config=MocapH36MConfig(
+                    name=f"{name}_{source}",
+                    description=f"{name}, {source} 2D; {description}",
+                    data_3d=os.fspath(data_3d),
+                    data_2d=os.fspath(path),
+                    summary=summary or {},
+                ),
+            ),
+            resolve_data_dir(data_dir) / MOCAP_H36M / f"{name}_{source}" / VERSION,
+            overwrite,
+        )
+        for source, path in data_2d.items()
+    ]
+
+
 def parse_name(name: str) -> tuple[str, str]:
     """(dataset, config) of a name; "synthetic_h36m" alone means its "detector" config."""
     dataset, _, config = name.partition("/")
@@ -316,15 +452,24 @@ def parse_name(name: str) -> tuple[str, str]:
         return dataset, config or SYNTHETIC_CONFIGS[0]
     if dataset == H36M_LIFTING and config and "/" not in config:
         return dataset, config
+    mocap_name, _, source = config.rpartition("_")
+    if dataset == MOCAP_H36M and mocap_name and source in MOCAP_SOURCES and "/" not in config:
+        return dataset, config
     raise ValueError(
-        f"unknown dataset name {name!r}: expected 'synthetic_h36m', 'synthetic_h36m/gt' or "
-        "'h36m_lifting/<source>' (source = <source> of data_2d_h36m_<source>.npz)"
+        f"unknown dataset name {name!r}: expected 'synthetic_h36m', 'synthetic_h36m/gt', "
+        "'h36m_lifting/<source>' (source = <source> of data_2d_h36m_<source>.npz) or "
+        "'mocap_h36m/<name>_gt' / 'mocap_h36m/<name>_detector' (data_prep.convert_mocap --name)"
     )
 
 
 def _build_command(dataset: str, config: str, root: pathlib.Path) -> str:
     if dataset == SYNTHETIC_H36M:
         return f"python -m data_prep.make_synthetic --data_dir {root} --configs {config}"
+    if dataset == MOCAP_H36M:
+        return (
+            "python -m data_prep.convert_mocap --mocap MOCAP_DIR --rig RIG "
+            f"--name {config.rpartition('_')[0]} --data_dir {root}"
+        )
     return (
         f"python -m data_prep.convert_h36m --data_3d data_3d_h36m.npz "
         f"--data_2d data_2d_h36m_{config}.npz --data_dir {root}"
@@ -379,8 +524,8 @@ def open_split(name: str, data_dir: str | os.PathLike | None, split: str) -> Spl
     """Opens a split of a built dataset for random access.
 
     Args:
-      name: "synthetic_h36m" (= "synthetic_h36m/detector"), "synthetic_h36m/gt" or
-        "h36m_lifting/<source>".
+      name: "synthetic_h36m" (= "synthetic_h36m/detector"), "synthetic_h36m/gt",
+        "h36m_lifting/<source>" or "mocap_h36m/<name>_<gt|detector>".
       data_dir: the TFDS data directory; None or "" means $TFDS_DATA_DIR or ~/tensorflow_datasets.
       split: "train" or "test".
 

@@ -13,6 +13,8 @@ from absl import logging
 from array_record.python import array_record_module
 from etils import epath
 
+from gentg_jax import logs
+
 STAGING_PREFIX = ".incomplete-"
 SHARD_BYTES = 256 * 2**20  # a split's next shard starts once this many bytes are written
 
@@ -34,6 +36,7 @@ def write_split(
     )
     serializer = tfds.core.example_serializer.ExampleSerializer(features.get_serialized_info())
     shard_lengths, shard_bytes, total_bytes, writer = [], 0, 0, None
+    examples = logs.progress(examples, desc=f"{dataset_name} {split}", unit=" examples")
     for _, example in examples:
         if writer is None:
             path = template.sharded_filepath(shard_index=len(shard_lengths), num_shards=None)
@@ -87,6 +90,9 @@ def build_atomically(
     staging.mkdir(parents=True)
     try:
         builder = make_builder(os.fspath(staging))
+        # TFDS prints "Downloading and preparing dataset Unknown size ..." and "... downloaded
+        # and prepared" to stdout unconditionally; nothing is downloaded here.
+        builder._log_download_bytes = builder._log_download_done = lambda: None
         builder.download_and_prepare(
             download_dir=staging / "downloads",
             file_format="array_record",

@@ -20,8 +20,9 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from gentg_jax import metrics
+from gentg_jax import logs, metrics
 from gentg_jax.data import pipeline
+from gentg_jax.evaluation.curves import evaluation_curves
 from gentg_jax.evaluation.tables import (
     AGGREGATES,
     SUMMARY_KEYS,
@@ -104,6 +105,8 @@ def evaluate(
     batches: Iterable[Batch],
     *,
     deployable: str | None = None,
+    num_windows: int | None = None,
+    split_actions: int | None = None,
 ) -> EvalResult:
     """Evaluates `predict` (e.g. `task.predict`) over evaluation batches.
 
@@ -114,6 +117,8 @@ def evaluate(
       params: host or device parameters (replicated onto this process's devices).
       batches: `pipeline.eval_batches` output (with metadata and frame_mask).
       deployable: the refinement aggregate that 'joints_3d' is, for marking it in the tables.
+      num_windows: how many windows the batches hold (the progress bar's total), if known.
+      split_actions: how many actions the whole split has, when `batches` covers a subset.
 
     Returns:
       The protocol tables and summary (and refinement tables for a refining predict).
@@ -121,16 +126,26 @@ def evaluate(
     step, replicated, num_devices = _compiled_eval(predict)
     params = jax.device_put(params, replicated)
     collector = Collector()
+    bar = logs.progress(
+        desc="evaluate",
+        total=num_windows,
+        unit="window",
+        leave=False,
+        enabled=jax.process_index() == 0,
+    )
     for batch in batches:
+        bar.update(int(np.any(np.asarray(batch["frame_mask"]) > 0, axis=1).sum()))
         inputs = _pad_rows({k: np.asarray(batch[k]) for k in pipeline.DEVICE_KEYS}, num_devices)
         rows = len(batch["frame_mask"])
         result = {k: v[:rows] for k, v in jax.device_get(step(params, inputs)).items()}
         resampling_sums(result, batch["pose_3d"])
         collector.add(batch, result)
+    bar.close()
     sequences = collector.sequences()
     tables = protocol_tables(sequences)
     summary = {SUMMARY_KEYS[name]: table.mean for name, table in tables.items()}
     summary["num_frames"] = float(sum(len(v["frame"]) for v in sequences.values()))
+    summary["num_actions"] = float(len(tables["P1"].actions))
     correlation = correlation_table(sequences)
     if correlation is not None:
         values = list(sequences.values())
@@ -145,7 +160,13 @@ def evaluate(
         refinement=refinement,
         correlation=correlation,
         deployable=deployable if refinement else None,
+        curves=evaluation_curves(sequences),
+        split_actions=split_actions,
     )
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def evaluate_config(
@@ -154,10 +175,9 @@ def evaluate_config(
     """Evaluates `predict` on `config.eval.split` of `config.data.name` (at most
     `config.eval.max_windows` windows of whole sequences when > 0). The deployable refinement
     aggregate is config.refine.aggregation when the config has one."""
-    sequences = pipeline.load_sequences(config.data.name, config.data.data_dir, config.eval.split)
-    sequences = pipeline.select_sequences(
-        sequences, config.data.num_frames, config.eval.max_windows
-    )
+    split = pipeline.load_sequences(config.data.name, config.data.data_dir, config.eval.split)
+    sequences = pipeline.select_sequences(split, config.data.num_frames, config.eval.max_windows)
+    lengths = [len(example["keypoints_2d"]) for example in sequences]
     batches = pipeline.eval_batches(
         sequences,
         num_frames=config.data.num_frames,
@@ -166,4 +186,11 @@ def evaluate_config(
         process_count=1,
     )
     deployable = config.refine.aggregation if "refine" in config else None
-    return evaluate(predict, params, batches, deployable=deployable)
+    return evaluate(
+        predict,
+        params,
+        batches,
+        deployable=deployable,
+        num_windows=len(pipeline.eval_windows(lengths, config.data.num_frames)[0]),
+        split_actions=len({metrics.action_name(_text(e["action"])) for e in split}),
+    )

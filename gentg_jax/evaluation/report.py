@@ -14,7 +14,8 @@ The first maps each method to action -> metrics ("p1" required, "p2" plotted whe
 has one; rows named Average/mean are ignored, the mean over actions is recomputed);
 `calibration` holds one (predicted sigma, actual error) pair per joint and frame, or already
 binned means. Either section may be left out. The second is what `write_tables` writes
-(`<workdir>/eval/*.json`): one method, named after the workdir (the file name elsewhere).
+(`<workdir>/eval/*.json`): one method, named after the workdir (the file name elsewhere), and
+its binned calibration when the JSON has one (`curves`, see `gentg_jax.evaluation.curves`).
 """
 
 import csv
@@ -32,9 +33,9 @@ from gentg_jax.evaluation.tables import AGGREGATES, EvalResult
 CORRELATION = "Sigma-error corr"
 
 
-def _csv_text(tables: Mapping[str, metrics.ProtocolTable]) -> str:
+def _csv_text(tables: Mapping[str, metrics.ProtocolTable], mean_label: str = "Avg") -> str:
     actions = sorted({a for t in tables.values() for a in t.actions}, key=str.lower)
-    lines = [["metric", *actions, "Avg"]]
+    lines = [["metric", *actions, mean_label]]
     for name, table in tables.items():
         cells = [f"{table.actions[a]:.4f}" if a in table.actions else "" for a in actions]
         lines.append([name, *cells, f"{table.mean:.4f}"])
@@ -46,7 +47,8 @@ def _csv_text(tables: Mapping[str, metrics.ProtocolTable]) -> str:
 
 def _markdown(result: EvalResult) -> str:
     """The protocol table, then the refinement and correlation tables when present."""
-    markdown = metrics.format_markdown(result.tables)
+    label = result.mean_label
+    markdown = metrics.format_markdown(result.tables, mean_label=label)
     if result.refinement:
         deployed = next((p for p, (_, n) in AGGREGATES.items() if n == result.deployable), None)
         rows = {
@@ -56,10 +58,11 @@ def _markdown(result: EvalResult) -> str:
         markdown += (
             "\nRefinement (mm; Resampled in % of the 16 non-root joints; errors over the "
             "resampled / kept non-root joints; the deployed aggregate is the P1/P2 above):\n\n"
-            + metrics.format_markdown(rows)
+            + metrics.format_markdown(rows, mean_label=label)
         )
     if result.correlation is not None:
-        markdown += "\n" + metrics.format_markdown({CORRELATION: result.correlation}, digits=3)
+        correlation = {CORRELATION: result.correlation}
+        markdown += "\n" + metrics.format_markdown(correlation, digits=3, mean_label=label)
     if "sigma_error_corr" in result.summary:
         markdown += (
             f"\nsigma-error correlation: {result.summary['sigma_error_corr']:.3f}, calibration "
@@ -87,6 +90,10 @@ def write_tables(
         "summary": result.summary,
         "tables": {metric: table.as_dict() for metric, table in result.tables.items()},
     }
+    if result.curves:
+        payload["curves"] = result.curves
+    if result.split_actions is not None:
+        payload["actions_in_split"] = result.split_actions
     csv_tables = dict(result.tables)
     if result.correlation is not None:
         payload["correlation"] = result.correlation.as_dict()
@@ -98,7 +105,7 @@ def write_tables(
             csv_tables[CORRELATION] = result.correlation
     markdown = _markdown(result)
     files.write_text(paths["json"], json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    files.write_text(paths["csv"], _csv_text(csv_tables))
+    files.write_text(paths["csv"], _csv_text(csv_tables, result.mean_label))
     files.write_text(paths["md"], markdown)
     return {**paths, "markdown": markdown}
 
@@ -131,7 +138,11 @@ def _read_plot_input(path: str | os.PathLike) -> dict:
     if "tables" in data:
         path = path.resolve()
         name = path.parent.parent.name if path.parent.name == "eval" else path.stem
-        return {"per_action": {name: per_action_from_tables(data["tables"])}}
+        found = {"per_action": {name: per_action_from_tables(data["tables"])}}
+        if "calibration" in data.get("curves", {}):
+            bins = data["curves"]["calibration"]
+            found["calibration"] = {"sigma_mm": bins["sigma_mm"], "error_mm": bins["error_mm"]}
+        return found
     if not isinstance(data.get("per_action", {}), dict):
         raise ValueError(f"{path}: 'per_action' must map method -> {{action: {{'p1': mm}}}}")
     return data
@@ -149,3 +160,27 @@ def read_for_plots(paths: Sequence[str | os.PathLike]) -> dict:
         if "calibration" in data:
             merged["calibration"] = data["calibration"]
     return merged
+
+
+def per_action_methods(payload: Mapping[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
+    """{"tgt": {action: {"p1", "p2"}}, and "refined" for a refining evaluation} from a
+    `write_tables` JSON: there the protocol tables are the deployed refined pose's and the
+    refinement rows "Coarse P1/P2" the TGT's; otherwise the protocol tables are the TGT's."""
+    deployed = per_action_from_tables(payload["tables"])
+    refinement = payload.get("refinement") or {}
+    if "Coarse P1" not in refinement:
+        return {"tgt": deployed}
+    coarse = {"P1": refinement["Coarse P1"]}
+    if "Coarse P2" in refinement:
+        coarse["P2"] = refinement["Coarse P2"]
+    return {"tgt": per_action_from_tables(coarse), "refined": deployed}
+
+
+def latest_eval_json(workdir: str | os.PathLike) -> pathlib.Path:
+    """The newest evaluation JSON in `<workdir>/eval/`: a training run's last `step_*.json`,
+    else `eval.json` (`experiments.evaluate`)."""
+    directory = pathlib.Path(workdir) / "eval"
+    found = sorted(directory.glob("step_*.json")) or sorted(directory.glob("eval.json"))
+    if not found:
+        raise FileNotFoundError(f"no evaluation tables in {directory}")
+    return found[-1]

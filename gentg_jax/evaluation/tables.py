@@ -55,7 +55,8 @@ class EvalResult:
 
     Attributes:
       tables: metric name ("P1", "P2", "N-MPJPE", "MPJVE", "3DPCK", "AUC") -> ProtocolTable.
-      summary: lower-case name -> the mean over actions, plus `num_frames` and, when the model
+      summary: lower-case name -> the mean over actions, plus `num_frames`, `num_actions` (the
+        actions those means are over) and, when the model
         predicts uncertainty, `sigma_error_corr` and `sigma_error_slope` (see
         `sigma_error_correlation` and `sigma_calibration_slope`: over all evaluated non-root
         joints). A refining predict adds `<agg>_p1` and
@@ -66,6 +67,10 @@ class EvalResult:
         <before|after>" (mm, pooled over those joints of an action; `frames` counts joints).
       correlation: per-action Pearson correlation of sigma and error (None without sigma).
       deployable: which refinement aggregate `joints_3d` is ("mean" | "reproj"), when known.
+      curves: per-joint errors, the 3DPCK curve and sigma calibration bins for plots
+        (`curves.evaluation_curves`).
+      split_actions: how many actions the evaluated split has (None: unknown); more than
+        `summary["num_actions"]` when only a subset was evaluated (eval.max_windows).
     """
 
     tables: dict[str, metrics.ProtocolTable]
@@ -73,6 +78,16 @@ class EvalResult:
     refinement: dict[str, metrics.ProtocolTable] = dataclasses.field(default_factory=dict)
     correlation: metrics.ProtocolTable | None = None
     deployable: str | None = None
+    curves: dict = dataclasses.field(default_factory=dict)
+    split_actions: int | None = None
+
+    @property
+    def mean_label(self) -> str:
+        """The mean column's label: "Avg", or "Avg (8 of 15 actions)" for part of the split."""
+        covered = len(self.tables["P1"].actions) if "P1" in self.tables else None
+        if self.split_actions is None or covered is None or covered >= self.split_actions:
+            return "Avg"
+        return f"Avg ({covered} of {self.split_actions} actions)"
 
 
 def resampling_sums(result: dict[str, np.ndarray], target: np.ndarray) -> None:

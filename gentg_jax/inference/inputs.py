@@ -2,6 +2,10 @@
 
 Pure numpy (no JAX), so a script can check and convert its input before loading a model.
 Errors name the argument and its shape, since they reach users of `Predictor.predict` directly.
+
+Limits: scores in [0, 1]; finite keypoints (NaN marks a missing joint, with scores) within
++-`MAX_IMAGE_SPANS` image widths (x) and heights (y) of the origin: further out they are not
+pixels of that image (normalised coordinates, a wrong image_size or garbage).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import numpy as np
 from gentg_jax import skeleton
 
 LAYOUTS = ("h36m", "coco")
+MAX_IMAGE_SPANS = 10.0  # as gentg_jax.data.videopose3d.MAX_IMAGE_SPANS
 _J = skeleton.NUM_JOINTS
 
 
@@ -68,6 +73,28 @@ def _check_keypoints(keypoints: np.ndarray, scores: np.ndarray | None) -> None:
         )
     if scores is not None and not np.all(np.isfinite(scores)):
         raise ValueError("scores contain NaN or inf; use 0 for missing joints")
+    if scores is not None and ((scores < 0) | (scores > 1)).any():
+        outside = (scores < 0) | (scores > 1)
+        where = tuple(int(i[0]) for i in np.nonzero(outside))
+        raise ValueError(
+            f"scores must be confidences in [0, 1]; {int(outside.sum())} are outside (first "
+            f"{float(scores[where]):.6g} at index {where})"
+        )
+
+
+def _check_range(keypoints: np.ndarray, size: np.ndarray) -> None:
+    """Finite keypoints (B, T, 17, 2) must lie within MAX_IMAGE_SPANS image sizes (B, 2)."""
+    limit = MAX_IMAGE_SPANS * size[:, None, None, :]
+    finite = np.isfinite(keypoints)  # NaN (or inf) joints are missing ones, handled below
+    outside = finite & (np.abs(np.where(finite, keypoints, 0.0)) > limit)
+    if outside.any():
+        b, t, j, c = (int(i[0]) for i in np.nonzero(outside))
+        raise ValueError(
+            f"keypoints_2d must be pixels of an image of image_size {tuple(size[b].tolist())}: "
+            f"{'xy'[c]}={float(keypoints[b, t, j, c]):.6g} at (sequence {b}, frame {t}, joint "
+            f"{j}) is beyond +-{MAX_IMAGE_SPANS:g} image sizes ({int(outside.any(-1).sum())} "
+            "joints outside)"
+        )
 
 
 def _image_sizes(image_size: Any, batch: int) -> np.ndarray:
@@ -98,8 +125,9 @@ def prepare_keypoints(
 
     Args:
       keypoints_2d: (T, 17, 2) or (B, T, 17, 2) pixels in `layout` order; NaN marks a missing
-        joint (allowed only with `scores`; it gets score 0).
-      scores: optional confidences (T, 17) / (B, T, 17); None means all ones.
+        joint (allowed only with `scores`; it gets score 0); finite values must lie within
+        +-MAX_IMAGE_SPANS image sizes.
+      scores: optional confidences (T, 17) / (B, T, 17) in [0, 1]; None means all ones.
       image_size: (w, h), or (B, 2) per sequence.
       layout: "h36m" or "coco" (COCO-17 detector order, converted by skeleton.coco_to_h36m).
 
@@ -116,9 +144,10 @@ def prepare_keypoints(
         scores = np.ones(keypoints.shape[:-1], np.float32)
     if layout not in LAYOUTS:
         raise ValueError(f"layout={layout!r}; use 'h36m' or 'coco'")
+    size = _image_sizes(image_size, keypoints.shape[0])
+    _check_range(keypoints, size)
     if layout == "coco":
         keypoints, scores = skeleton.coco_to_h36m(keypoints, scores)
-    size = _image_sizes(image_size, keypoints.shape[0])
     keypoints, scores = np.array(keypoints, np.float32), np.array(scores, np.float32)
     missing = ~np.all(np.isfinite(keypoints), axis=-1)
     if missing.any() and not given:

@@ -12,8 +12,10 @@ coarse pose follows the saved config (`data.test_flip`); the corrector then refi
 
 Workdir kinds (`config.task` of the saved config):
   tgt  coarse poses only; refine=True is an error.
-  gpc  the corrector; its TGT is the latest step of the workdir `checkpoint.paired_tgt_workdir`
-       finds (the saved `tgt_workdir`, or `tgt_path=`).
+  gpc  the corrector; its TGT is found by `checkpoint.paired_tgt_workdir` (the recorded or
+       saved `tgt_workdir`, a workdir of that name beside the GPC's, or `tgt_path=`) and read at
+       the step the GPC recorded; a TGT whose parameters differ from the GPC's record is
+       refused unless `allow_tgt_mismatch=True` (`checkpoint.restore_paired_tgt`).
   e2e  one checkpoint whose params are {'tgt': ..., 'gpc': ...}; the saved config embeds the full
        saved TGT and GPC configs as `config.tgt` and `config.gpc` (refinement settings from
        `config.refine` when present, else `config.gpc.refine`).
@@ -31,7 +33,7 @@ import ml_collections
 import numpy as np
 
 from gentg_jax import camera as camera_lib
-from gentg_jax import checkpoint, diffusion, skeleton
+from gentg_jax import checkpoint, diffusion, logs, skeleton
 from gentg_jax import predict as predict_lib
 from gentg_jax.inference import windows
 from gentg_jax.inference.inputs import camera_intrinsics, generic_intrinsics, prepare_keypoints
@@ -139,6 +141,7 @@ class Predictor:
                 result = {"coarse_3d": out["coarse_3d"], "uncertainty": jnp.exp(out["log_sigma"])}
                 if refine:
                     result["refined_3d"] = out["joints_3d"]
+                    result["resampled"] = out["resample_mask"].astype(jnp.float32)
                 return result
 
             self._functions[refine] = jax.jit(traced)
@@ -163,7 +166,9 @@ class Predictor:
             fold_in(PRNGKey(seed), window_ids[n]) (default ids 0..N-1).
 
         Returns:
-          numpy 'coarse_3d' (N, T, 17, 3), 'uncertainty' (N, T, 17), 'refined_3d' if refining.
+          numpy 'coarse_3d' (N, T, 17, 3), 'uncertainty' (N, T, 17) and, when refining,
+          'refined_3d' (N, T, 17, 3) and 'resampled' (N, T, 17): 1.0 where the joint was
+          resampled, 0.0 where it was kept.
         """
         refine = self._refine(refine)
         n, shape = len(keypoints_2d), (self.num_frames, _J)
@@ -180,12 +185,18 @@ class Predictor:
         inputs = [np.asarray(keypoints_2d, np.float32), np.asarray(scores, np.float32)]
         inputs += [np.asarray(intrinsics, np.float32), np.asarray(ids, np.int32)]
         chunks = []
+        # A bar only for long inputs (several window batches); shown on terminals only.
+        bar = logs.progress(
+            desc="predict", total=n, unit="window", leave=False, enabled=n > 4 * self.batch_size
+        )
         for first in range(0, n, self.batch_size):
             rows = np.arange(first, min(first + self.batch_size, n))
             size = min(self.batch_size, 1 << (len(rows) - 1).bit_length())
             padded = np.pad(rows, (0, size - len(rows)), mode="edge")  # few distinct shapes
             out = self._function(refine)(self.params, *(a[padded] for a in inputs), np.uint32(seed))
             chunks.append({k: v[: len(rows)] for k, v in jax.device_get(out).items()})
+            bar.update(len(rows))
+        bar.close()
         return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
     def predict(
@@ -215,7 +226,9 @@ class Predictor:
 
         Returns:
           numpy 'coarse_3d' (..., T, 17, 3), 'uncertainty' (..., T, 17) sigma in metres and,
-          when refining, 'refined_3d' (..., T, 17, 3); batched like the input.
+          when refining, 'refined_3d' (..., T, 17, 3) and 'resampled' (..., T, 17), the
+          fraction of the overlapping windows that resampled each joint (the rest kept the
+          coarse joint); batched like the input.
         """
         refine = self._refine(refine)
         keypoints, scores, size = prepare_keypoints(keypoints_2d, scores, image_size, layout)
@@ -253,13 +266,17 @@ def load_predictor(
     flip: bool | None = None,
     window_stride: int | None = None,
     batch_size: int = 32,
+    allow_tgt_mismatch: bool = False,
 ) -> Predictor:
     """Restores a TGT, GPC or e2e checkpoint onto this process's default device.
 
     Args:
       path: a workdir, its checkpoints/ directory or one step directory.
-      step: None/'latest', 'best' (lowest eval P1) or an int.
-      tgt_path: a GPC workdir's TGT, overriding the saved config.tgt_workdir.
+      step: None/'latest', 'best' (lowest eval P1) or an int; a damaged newest (best) step is
+        skipped for the next intact one, with a warning.
+      tgt_path: where a GPC workdir's TGT is, overriding the saved config.tgt_workdir (it is
+        still checked against the TGT the GPC was trained on).
+      allow_tgt_mismatch: accept a TGT whose parameters differ from the GPC's record.
       ema: the EMA parameters (what evaluation reports) instead of the raw ones.
       flip, window_stride, batch_size: see `Predictor`.
 
@@ -267,6 +284,7 @@ def load_predictor(
       FileNotFoundError: no checkpoint at `path` (or at the GPC's TGT workdir).
       ValueError: a GPC trained without a TGT and no `tgt_path`.
       checkpoint.CheckpointError: a partial or corrupt checkpoint (a ValueError).
+      checkpoint.TGTMismatchError: a GPC's TGT is not the one it was trained on.
       ValueError: a config this module cannot serve.
     """
     path = pathlib.Path(path)
@@ -277,8 +295,13 @@ def load_predictor(
         return Predictor(config, params, **options)
     if task == "gpc":
         location = checkpoint.paired_tgt_workdir(path, config, tgt_path)
-        tgt_config, tgt_params = checkpoint.restore_params(location, None, ema)
-        return Predictor(tgt_config, tgt_params, config, params, **options)
+        tgt, _ = checkpoint.restore_paired_tgt(
+            location,
+            config.get("tgt_provenance"),
+            allow_mismatch=allow_tgt_mismatch,
+            gpc=f"the GPC at {path}",
+        )
+        return Predictor(tgt.config, tgt.params, config, params, **options)
     if task == "e2e":
         missing = [k for k in ("tgt", "gpc") if k not in params or k not in config]
         if missing:

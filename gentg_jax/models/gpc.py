@@ -35,7 +35,7 @@ class PoseDenoiser(nn.Module):
       predict_residual: x0_hat = coarse_3d + head(tokens), so an untrained net returns the coarse.
       remat / scan_unroll: as in the TGT (scan_unroll = depth for XLA cost analysis).
       dtype: compute dtype name, "float32" or "bfloat16" (params and outputs stay float32).
-      attention_impl: "xla" or "einsum" (layers.Attention).
+      attention_impl: "xla", "einsum", "cudnn" or "auto" (layers.Attention).
     """
 
     dim: int = 128

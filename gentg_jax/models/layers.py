@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,8 +20,44 @@ import jax.numpy as jnp
 import numpy as np
 
 Dtype = Any
-ATTENTION_IMPLEMENTATIONS = ("xla", "einsum")
+ATTENTION_IMPLEMENTATIONS = ("auto", "xla", "einsum", "cudnn")
+# Set to 1 to make a CPU run take the accelerator code path (tests prove both paths agree).
+FORCE_ACCELERATOR_PATH_ENV = "GENTG_FORCE_ACCELERATOR_PATH"
 _EMBED_INIT = nn.initializers.normal(stddev=0.02)
+
+
+def cpu_paths() -> bool:
+    """Whether the CPU-only code paths apply: attention chunking (Attention.chunk_mib), the TGT's
+    inference micro-batches (cpu_micro_batch_mib) and einsum attention under "auto".
+
+    True on the CPU backend unless $GENTG_FORCE_ACCELERATOR_PATH is 1 / true / yes: then a CPU
+    run takes the GPU/TPU path instead, which is how the CPU tests prove that both paths give
+    the same numbers. Read when a function is traced (jit caches keep what they traced).
+    """
+    if os.environ.get(FORCE_ACCELERATOR_PATH_ENV, "").strip().lower() in ("1", "true", "yes"):
+        return False
+    return jax.default_backend() == "cpu"
+
+
+def resolve_attention(implementation: str, q: jax.Array, bias: jax.Array | None = None) -> str:
+    """The concrete attention implementation for "auto": "einsum" on the CPU path; on a GPU,
+    "cudnn" (jax.nn.dot_product_attention's cuDNN flash attention) where cuDNN takes the call
+    (16-bit inputs, head dim a multiple of 8 up to 128, even lengths when there is a bias),
+    else "xla" (jax.nn.dot_product_attention's XLA form, also on TPU). Others pass through.
+    """
+    if implementation != "auto":
+        return implementation
+    if cpu_paths():
+        return "einsum"
+    length, head_dim = q.shape[1], q.shape[-1]
+    cudnn = (
+        jax.default_backend() == "gpu"
+        and q.dtype in (jnp.bfloat16, jnp.float16)
+        and head_dim % 8 == 0
+        and head_dim <= 128
+        and (bias is None or length % 2 == 0)
+    )
+    return "cudnn" if cudnn else "xla"
 
 
 def field_names(cls: type[nn.Module]) -> list[str]:
@@ -46,8 +83,11 @@ def _attend_einsum(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array | N
 def _attend(
     q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array | None, implementation: str
 ) -> jax.Array:
-    if implementation == "xla":
-        return jax.nn.dot_product_attention(q, k, v, bias=bias, implementation="xla")
+    implementation = resolve_attention(implementation, q, bias)
+    if implementation in ("xla", "cudnn"):
+        if implementation == "cudnn" and bias is not None:
+            bias = bias.astype(q.dtype)  # cuDNN takes the bias in the inputs' dtype
+        return jax.nn.dot_product_attention(q, k, v, bias=bias, implementation=implementation)
     if implementation == "einsum":
         return _attend_einsum(q, k, v, bias)
     raise ValueError(
@@ -111,11 +151,12 @@ class Attention(nn.Module):
       num_heads: heads; D must be divisible by it.
       dropout: dropout rate on the output projection.
       deterministic: disables dropout.
-      implementation: "xla" (jax.nn.dot_product_attention) or "einsum" (heads-major; faster on
-        XLA:CPU); the same numbers.
-      chunk_mib: on the CPU backend, attend in chunks of sequences of about this many MiB of
-        working set (_attend_chunked); 0 disables. Ignored on GPU/TPU, where one large batched
-        matmul is the fast form.
+      implementation: "einsum" (heads-major; faster on XLA:CPU), "xla" or "cudnn"
+        (jax.nn.dot_product_attention), or "auto" (resolve_attention: einsum on the CPU path,
+        cuDNN on a GPU where it applies, else xla); the same numbers.
+      chunk_mib: on the CPU path (cpu_paths), attend in chunks of sequences of about this many
+        MiB of working set (_attend_chunked); 0 disables. Ignored on GPU/TPU, where one large
+        batched matmul is the fast form.
       unroll_chunks: unroll the chunk loop (for XLA cost analysis FLOP counts).
       dtype: compute dtype (logits and softmax are float32 either way).
     """
@@ -145,7 +186,7 @@ class Attention(nn.Module):
             else:
                 bias = bias.reshape((1,) * (4 - bias.ndim) + bias.shape)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-        if self.chunk_mib > 0 and jax.default_backend() == "cpu":
+        if self.chunk_mib > 0 and cpu_paths():
             out = _attend_chunked(
                 q, k, v, bias, self.implementation, self.chunk_mib, self.unroll_chunks
             )

@@ -54,14 +54,15 @@ class TemporalGraphLimbTransformer(nn.Module):
         params) and also unrolls the attention chunk loops: XLA's cost analysis counts a loop
         body once, so FLOP counts need this.
       dtype: compute dtype name, "float32" or "bfloat16" (params and outputs stay float32).
-      attention_impl: "einsum" (heads-major, faster on XLA:CPU) or "xla"
-        (jax.nn.dot_product_attention).
+      attention_impl: "auto" (einsum on the CPU path, cuDNN attention on a GPU where it
+        applies, else XLA's: layers.resolve_attention), "einsum" (heads-major, faster on
+        XLA:CPU), "xla" or "cudnn" (jax.nn.dot_product_attention).
       attention_chunk_mib: CPU attention chunk size in MiB (layers.Attention.chunk_mib); 0: off.
       log_sigma_range: (min, max) clip of the predicted log sigma (metres), for stability.
-      cpu_micro_batch_mib: on the CPU backend, outside training, lift the batch in a loop over
-        micro-batches (trunk.micro_batched) whose float32 (T, N, dim) token activations take
-        about this many MiB (at least one sequence); 0: all at once. Same numbers, less time;
-        off while scan_unroll >= depth (FLOP counting).
+      cpu_micro_batch_mib: on the CPU path (layers.cpu_paths), outside training, lift the batch
+        in a loop over micro-batches (trunk.micro_batched) whose float32 (T, N, dim) token
+        activations take about this many MiB (at least one sequence); 0: all at once. Same
+        numbers, less time; off while scan_unroll >= depth (FLOP counting).
     """
 
     dim: int = 256
@@ -77,7 +78,7 @@ class TemporalGraphLimbTransformer(nn.Module):
     remat: bool = True
     scan_unroll: int = 1
     dtype: str = "float32"
-    attention_impl: str = "einsum"
+    attention_impl: str = "auto"
     attention_chunk_mib: float = 6.0
     log_sigma_range: tuple[float, float] = (-7.0, 1.0)
     cpu_micro_batch_mib: float = 1.0
@@ -148,7 +149,7 @@ class TemporalGraphLimbTransformer(nn.Module):
             and not train
             and not self.is_initializing()
             and self.scan_unroll < self.depth
-            and jax.default_backend() == "cpu"
+            and layers.cpu_paths()
         )
 
     @nn.compact

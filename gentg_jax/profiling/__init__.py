@@ -2,7 +2,7 @@
 
 programs.py  what is measured: synthetic batches, the TGT forward, the GPC programs
 costs.py     parameters, XLA and analytic FLOPs, static memory
-timing.py    median call times, predict and train-step throughput
+timing.py    median and alternating call times, predict and train-step throughput
 profile.py   `profile(config)` and its tables
 """
 
@@ -21,14 +21,18 @@ from gentg_jax.profiling.costs import (
 from gentg_jax.profiling.profile import format_rows, format_table, format_value, profile
 from gentg_jax.profiling.programs import init_params, synthetic_batch
 from gentg_jax.profiling.timing import (
+    alternating_times,
     device_info,
     median_times,
+    predict_call,
     predict_throughput,
     timed,
+    train_call,
     train_throughput,
 )
 
 __all__ = [
+    "alternating_times",
     "attention_flops",
     "dense_flops",
     "device_info",
@@ -42,12 +46,14 @@ __all__ = [
     "median_times",
     "memory_analysis",
     "param_count",
+    "predict_call",
     "predict_throughput",
     "profile",
     "spatiotemporal_flops_per_frame",
     "synthetic_batch",
     "tgt_flops_per_frame",
     "timed",
+    "train_call",
     "train_throughput",
     "xla_flops",
 ]

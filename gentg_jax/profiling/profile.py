@@ -7,20 +7,36 @@ profiles.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
 import ml_collections
 
-from gentg_jax import skeleton
+from gentg_jax import logs, skeleton
 from gentg_jax.models import gpc
 from gentg_jax.profiling import costs, programs, timing
 from gentg_jax.train import parallel, registry
 from gentg_jax.types import Batch
 
 
-def _tgt_costs(config: ml_collections.ConfigDict, batch: Batch, repeats: int) -> dict[str, Any]:
+class _Stages:
+    """A progress bar over the profile's measurements (each compiles a program first)."""
+
+    def __init__(self, total: int):
+        self.bar = logs.progress(desc="profile", total=total, unit="stage")
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        self.bar.set_postfix_str(name)
+        yield
+        self.bar.update()
+
+
+def _tgt_costs(
+    config: ml_collections.ConfigDict, batch: Batch, repeats: int, stage: _Stages
+) -> dict[str, Any]:
     """Parameters, FLOPs, batch-1 latency, frames/s and predict memory of a TGT config."""
     frames = config.data.num_frames
     task = registry.get_task(config)
@@ -28,12 +44,16 @@ def _tgt_costs(config: ml_collections.ConfigDict, batch: Batch, repeats: int) ->
     single = parallel.DataParallel("single")
     # The batch-1 latency of one window, then the throughput at the batch's size.
     one = programs.synthetic_batch(1, frames)
-    latency = timing.predict_throughput(single, task, params, one, repeats)
-    throughput = timing.predict_throughput(single, task, params, batch, repeats)
+    with stage("latency"):
+        latency = timing.predict_throughput(single, task, params, one, repeats)
+    with stage("throughput"):
+        throughput = timing.predict_throughput(single, task, params, batch, repeats)
     tokens = task.model.num_tokens
+    with stage("FLOPs"):
+        flops = costs.tgt_flops_per_frame(config, batch)
     return {
         "params": costs.param_count(params),
-        "flops_per_frame": costs.tgt_flops_per_frame(config, batch),
+        "flops_per_frame": flops,
         "analytic_flops_per_frame": costs.spatiotemporal_flops_per_frame(
             config.model, tokens, frames
         ),
@@ -62,6 +82,7 @@ def _gpc_costs(
     tgt_config: ml_collections.ConfigDict,
     batch: Batch,
     repeats: int,
+    stage: _Stages,
 ) -> dict[str, Any]:
     """The GPC denoiser's parameters, FLOPs and speed (one pass and a full refinement), and the
     refinement's cost in forwards of the TGT `tgt_config` on the same windows."""
@@ -81,18 +102,21 @@ def _gpc_costs(
         ("refine", "refine", inputs),
     ):
         fn = programs.gpc_program(model, config, program)
-        seconds, compiled = timing.timed(fn, (params, x, key), repeats)
+        with stage(name):
+            seconds, compiled = timing.timed(fn, (params, x, key), repeats)
         frames_per_s = len(x["coarse_3d"]) * frames / seconds
         speed[name] = {"seconds": seconds, "frames_per_s": frames_per_s}
         speed[name]["memory"] = costs.memory_analysis(compiled)
     joints = skeleton.NUM_JOINTS
+    with stage("FLOPs"):
+        flops = costs.gpc_flops(config, tgt_config, batch)
     return {
         "params": costs.param_count(params),
         "tgt_params": costs.param_count(tgt_params),
         "analytic_flops_per_frame": costs.spatiotemporal_flops_per_frame(
             config.model, joints, frames
         ),
-        **costs.gpc_flops(config, tgt_config, batch),
+        **flops,
         "latency_ms": 1e3 * speed["latency"]["seconds"],
         "frames_per_s": speed["denoiser"]["frames_per_s"],
         "refine_latency_ms": 1e3 * speed["refine_latency"]["seconds"],
@@ -123,12 +147,15 @@ def profile(
     batch = programs.synthetic_batch(batch_size, frames)
     out = {"model": config.task, "dtype": config.model.dtype, **timing.device_info()}
     out.update(batch=batch_size, frames=frames)
+    stage = _Stages((3 if config.task == "tgt" else 5) + int(train))
     if config.task == "tgt":
-        out.update(_tgt_costs(config, batch, repeats))
+        out.update(_tgt_costs(config, batch, repeats, stage))
     else:
-        out.update(_gpc_costs(config, tgt_config, batch, repeats))
+        out.update(_gpc_costs(config, tgt_config, batch, repeats, stage))
     if train:
-        _add_train(out, config, batch, repeats)
+        with stage("train step"):
+            _add_train(out, config, batch, repeats)
+    stage.bar.close()
     out["memory"]["device_peak_bytes"] = costs.device_peak_memory()
     return out
 

@@ -2,8 +2,12 @@
 
   gpc  (configs/gpc_base.py) trains the PoseDenoiser. The coarse pose and log sigma it is
        conditioned on come, inside the loss, from the frozen TGT checkpoint at
-       `config.tgt_workdir` (latest step, EMA parameters, rebuilt from its own saved config), or
-       with `config.train_from_gt_noise` from `diffusion.simulate_coarse` of the ground truth.
+       `config.tgt_workdir` (EMA parameters, rebuilt from its own saved config), or with
+       `config.train_from_gt_noise` from `diffusion.simulate_coarse` of the ground truth.
+       The TGT used is recorded in the task's config as `tgt_provenance` (workdir, step,
+       parameter fingerprint; saved with every checkpoint): a run that resumes, and evaluation,
+       read that step and refuse a TGT with other parameters unless
+       `config.allow_tgt_mismatch` (see `checkpoint.restore_paired_tgt`).
        The TGT parameters are constants of the task, never trainable parameters or optimiser
        state: the jitted/pmapped steps capture them (this JAX version embeds captured arrays in
        the compiled program, a few MB for tgt_base; each device program holds one copy).
@@ -34,12 +38,30 @@ from gentg_jax.types import Batch, PyTree
 _REFINE_KEY, _SIMULATE_KEY = 1, 2
 
 
-def load_tgt(workdir: str) -> tuple[ml_collections.ConfigDict, PyTree]:
-    """(saved config, EMA params) of the latest checkpoint of a TGT workdir."""
-    config, params = checkpoint.restore_params(workdir, step=None, ema=True)
+def load_tgt(
+    workdir: str,
+    recorded: dict | None = None,
+    *,
+    allow_mismatch: bool = False,
+    gpc: str = "the GPC",
+) -> tuple[ml_collections.ConfigDict, PyTree, dict]:
+    """(saved config, EMA params, provenance) of a TGT workdir: the step `recorded` (a GPC's
+    tgt_provenance) names, checked against it, else the latest intact step."""
+    restored, provenance = checkpoint.restore_paired_tgt(
+        workdir, recorded, allow_mismatch=allow_mismatch, gpc=gpc
+    )
+    config = restored.config
     if config.get("task", "tgt") != "tgt":
         raise ValueError(f"{workdir} holds a {config.task!r} run; expected a TGT workdir")
-    return config, params
+    return config, restored.params, provenance
+
+
+def _with(config: ml_collections.ConfigDict, **fields: Any) -> ml_collections.ConfigDict:
+    """An unlocked copy of `config` with `fields` set (added if new)."""
+    copy = ml_collections.ConfigDict(config.to_dict())
+    for name, value in fields.items():
+        copy[name] = value
+    return copy
 
 
 def _refine_keys(config: ml_collections.ConfigDict, batch: Batch) -> jax.Array:
@@ -112,6 +134,15 @@ class GPCTask(tasks.Task):
     on the 2D input and the (frozen TGT's or simulated) coarse pose and log sigma."""
 
     def __init__(self, config: ml_collections.ConfigDict):
+        tgt_config = params = None
+        if config.tgt_workdir:
+            tgt_config, params, provenance = load_tgt(
+                config.tgt_workdir,
+                config.get("tgt_provenance"),
+                allow_mismatch=bool(config.get("allow_tgt_mismatch", False)),
+                gpc=f"this GPC (config.tgt_workdir={config.tgt_workdir})",
+            )
+            config = _with(config, tgt_provenance=provenance)
         super().__init__(config)
         self.model = gpc.PoseDenoiser.from_config(config.model)
         self.schedule = diffusion.make_schedule(config.diffusion)
@@ -121,8 +152,7 @@ class GPCTask(tasks.Task):
                 f"is outside [0, {self.schedule.num_steps})"
             )
         self.tgt_model, self.tgt_params = None, None
-        if config.tgt_workdir:
-            tgt_config, params = load_tgt(config.tgt_workdir)
+        if tgt_config is not None:
             self.tgt_model = tgt.TemporalGraphLimbTransformer.from_config(tgt_config.model)
             # Host numpy: captured as constants by every traced step, in any device layout.
             self.tgt_params = params
@@ -193,8 +223,10 @@ def resolve_e2e_config(config: ml_collections.ConfigDict) -> ml_collections.Conf
 
     A config that already embeds them (one saved by an e2e run) is returned unchanged; otherwise
     they are read from `gpc_workdir` and `tgt_workdir` (default: the GPC's paired TGT,
-    `checkpoint.paired_tgt_workdir`),
-    and the returned copy also records the TGT workdir used.
+    `checkpoint.paired_tgt_workdir`), the TGT checked against the GPC's record of it (refused
+    if its parameters differ, unless config.allow_tgt_mismatch), and the returned copy also
+    records the TGT workdir and its provenance (`tgt_provenance`: the step fine-tuning starts
+    from).
     """
     if "model" in config.tgt and "model" in config.gpc:
         return config
@@ -204,9 +236,13 @@ def resolve_e2e_config(config: ml_collections.ConfigDict) -> ml_collections.Conf
     tgt_workdir = str(
         checkpoint.paired_tgt_workdir(config.gpc_workdir, gpc_config, config.tgt_workdir or None)
     )
-    tgt_config = checkpoint.load_config(tgt_workdir)
-    resolved = ml_collections.ConfigDict(config.to_dict())
-    resolved.tgt_workdir = tgt_workdir
+    tgt_config, _, provenance = load_tgt(
+        tgt_workdir,
+        gpc_config.get("tgt_provenance"),
+        allow_mismatch=bool(config.get("allow_tgt_mismatch", False)),
+        gpc=f"the GPC at {config.gpc_workdir}",
+    )
+    resolved = _with(config, tgt_workdir=tgt_workdir, tgt_provenance=provenance)
     resolved.tgt, resolved.gpc = tgt_config, gpc_config
     return resolved
 
@@ -232,7 +268,11 @@ class E2ETask(tasks.Task):
 
     def init_params(self, rng: jax.Array, batch: Batch) -> PyTree:
         del rng, batch  # both parts start from their checkpoints
-        _, tgt_params = load_tgt(self.config.tgt_workdir)
+        _, tgt_params, _ = load_tgt(
+            self.config.tgt_workdir,
+            self.config.get("tgt_provenance"),
+            allow_mismatch=bool(self.config.get("allow_tgt_mismatch", False)),
+        )
         gpc_config, gpc_params = checkpoint.restore_params(self.config.gpc_workdir, ema=True)
         if gpc_config.get("task") != "gpc":
             raise ValueError(f"{self.config.gpc_workdir} is not a GPC workdir")

@@ -11,6 +11,7 @@ parameters, optimiser and EMA state, rng and data-iterator position, so it ends 
 parameters of an uninterrupted run.
 """
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -22,13 +23,26 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from gentg_jax import checkpoint, evaluation
+from gentg_jax import checkpoint, evaluation, logs, workdir_lock
 from gentg_jax.data import pipeline
 from gentg_jax.train import parallel as parallel_lib
 from gentg_jax.train import registry, steps, tasks, writers
 from gentg_jax.train import state as state_lib
 
 EVAL_DIR = "eval"
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the message names the step reached and the resume point."""
+
+    def __init__(self, step: int, checkpoint_step: int | None):
+        resume = (
+            f"from the checkpoint of step {checkpoint_step}"
+            if checkpoint_step is not None
+            else "from the start (no checkpoint yet)"
+        )
+        super().__init__(f"interrupted at step {step}; rerun the same command to resume ({resume})")
+        self.step, self.checkpoint_step = step, checkpoint_step
 
 
 @dataclasses.dataclass
@@ -102,14 +116,38 @@ def init_state(
 def _restore(
     manager: checkpoint.CheckpointManager, state: state_lib.TrainState, iterator: Any
 ) -> state_lib.TrainState:
-    step = manager.latest_step()
-    if step is None:
+    """The newest intact checkpoint's state (damaged newer steps are skipped and moved aside)."""
+    found = manager.restore_latest(state.to_checkpoint())
+    if found is None:
         return state
+    step, restored, data_state = found
     logging.info("resuming from %s/%d", manager.directory, step)
-    restored, data_state = manager.restore(step, state.to_checkpoint())
     if data_state:
         iterator.set_state(data_state)
     return state.from_checkpoint(restored)
+
+
+def _writer_lock(workdir: str, purpose: str) -> contextlib.AbstractContextManager:
+    """The workdir's writer lock on process 0 (the one process that writes), else nothing."""
+    if jax.process_index() != 0:
+        return contextlib.nullcontext()
+    return workdir_lock.WorkdirLock(checkpoint.workdir_of(workdir), purpose)
+
+
+def _with_recorded_tgt(
+    config: ml_collections.ConfigDict, workdir: str
+) -> ml_collections.ConfigDict:
+    """A resumed GPC run keeps its TGT: the provenance in the workdir's config.json goes into
+    the config, so the task reads that TGT step and refuses other parameters."""
+    saved = os.path.join(workdir, checkpoint.CONFIG_FILE)
+    if config.get("task") != "gpc" or config.get("tgt_provenance") or not os.path.isfile(saved):
+        return config
+    recorded = checkpoint.load_config(workdir).get("tgt_provenance")
+    if not recorded:
+        return config
+    resumed = ml_collections.ConfigDict(config.to_dict())
+    resumed.tgt_provenance = recorded
+    return resumed
 
 
 def _is_due(step: int, every: int, last: int) -> bool:
@@ -160,11 +198,13 @@ class _Run:
     iterator: Any
     manager: checkpoint.CheckpointManager
     writer: writers.MetricWriter
+    bar: Any = None  # the progress bar of the steps (logs.progress)
+    step: int = 0  # the last step taken (what an interruption reports)
 
 
 def _setup(config: ml_collections.ConfigDict, workdir: str) -> tuple[_Run, state_lib.TrainState]:
     """Builds the run and its host state: fresh, or restored from the workdir's latest step."""
-    task = registry.get_task(config)
+    task = registry.get_task(_with_recorded_tgt(config, workdir))
     config = task.config  # as completed by the task (e2e embeds the TGT and GPC configs)
     parallel = parallel_lib.DataParallel(config.train.parallel)
     parallel.host_batch_size(config.train.batch_size)
@@ -177,8 +217,16 @@ def _setup(config: ml_collections.ConfigDict, workdir: str) -> tuple[_Run, state
     if jax.process_index() == 0:
         checkpoint.save_config(workdir, config)
     logging.info("parallel=%s over %d devices", parallel.mode, parallel.num_replicas)
-    writer = writers.MetricWriter(workdir)
-    return _Run(config, workdir, task, parallel, iterator, manager, writer), state
+    writer = writers.MetricWriter(workdir, resume_step=int(state.step))
+    bar = logs.progress(
+        desc=f"train {config.task}",
+        total=config.train.num_steps,
+        initial=int(state.step),
+        unit="step",
+        enabled=jax.process_index() == 0,
+    )
+    run = _Run(config, workdir, task, parallel, iterator, manager, writer, bar, int(state.step))
+    return run, state
 
 
 def _train_steps(
@@ -192,15 +240,21 @@ def _train_steps(
     device_state = parallel.replicate(state)
     buffer, train_metrics, eval_metrics = _MetricBuffer(), {}, {}
     step = int(state.step)
-    progress = writers.Progress(tc.num_steps, step)
+    progress, bar = writers.Progress(tc.num_steps, step), run.bar
     while step < tc.num_steps:
         batch = parallel.shard_batch(pipeline.device_batch(next(run.iterator)))
         device_state, metrics = step_fn(device_state, batch)
+        if step == int(state.step):
+            bar.unpause()  # the bar's rate leaves out the first call's compilation
         step += 1
+        run.step = step
+        bar.update()
         buffer.add(step, metrics)
         if _is_due(step, tc.log_every, tc.num_steps):
             train_metrics = {**buffer.flush(parallel), **progress.update(step)}
-            run.writer.write(step, train_metrics, prefix="train/")
+            # With a bar on the terminal the scalars go to the bar, metrics.jsonl and TB only.
+            run.writer.write(step, train_metrics, prefix="train/", echo=not logs.shown(bar))
+            bar.set_postfix(loss=f"{train_metrics['loss']:.4g}", refresh=False)
         evaluate_now = _is_due(step, tc.eval_every, tc.num_steps)
         save_now = step == tc.num_steps or _is_due(step, tc.checkpoint_every, tc.num_steps)
         if evaluate_now or save_now:
@@ -209,6 +263,7 @@ def _train_steps(
             host_state = state.from_checkpoint(parallel.unreplicate(device_state.to_checkpoint()))
             eval_metrics = _evaluate_and_save(run, host_state, evaluate_now) or eval_metrics
             progress.exclude(time.perf_counter() - start)
+            bar.unpause()
     final = state.from_checkpoint(parallel.unreplicate(device_state.to_checkpoint()))
     return final, train_metrics, eval_metrics
 
@@ -216,16 +271,30 @@ def _train_steps(
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
     """Trains `config.task` for `config.train.num_steps` steps in `workdir` (resuming there).
 
+    Holds the writer lock (`workdir_lock.WorkdirLock`) throughout: a second run on the same
+    workdir is refused at once, naming the first.
+
     Returns:
       The final host state and the last training and evaluation metrics.
 
     Raises:
       NonFiniteError: a training metric became NaN or inf (the message names the step).
+      Interrupted: Ctrl-C (a KeyboardInterrupt whose message says where a rerun resumes).
+      WorkdirLockedError: another process is writing to the workdir.
     """
+    with _writer_lock(workdir, f"training {config.get('task', 'tgt')}"):
+        return _train(config, workdir)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
     run, state = _setup(config, workdir)
     try:
         state, train_metrics, eval_metrics = _train_steps(run, state)
+    except KeyboardInterrupt:
+        run.manager.wait()  # a checkpoint being written is finished first
+        raise Interrupted(run.step, run.manager.latest_step()) from None
     finally:
+        run.bar.close()
         run.manager.wait()
         run.manager.close()
         run.writer.close()
@@ -238,28 +307,43 @@ def evaluate_checkpoint(
     step: int | str | None = "best",
     config: ml_collections.ConfigDict | None = None,
     tgt_workdir: str | None = None,
+    allow_tgt_mismatch: bool = False,
 ) -> tuple[evaluation.EvalResult, dict[str, str]]:
     """Evaluates a saved checkpoint and writes its tables to `<workdir>/eval/`.
 
+    Holds the workdir's writer lock while it runs (a training run on it refuses this).
+
     Args:
       workdir: a training workdir.
-      step: an int, 'latest' or 'best' (lowest P1; the latest when none was evaluated).
+      step: an int, 'latest' or 'best' (lowest P1; the latest when none was evaluated); a
+        damaged latest (best) step is skipped for the next intact one, with a warning.
       config: overrides the config saved with the checkpoint (e.g. another split or data_dir).
       tgt_workdir: a GPC's TGT, instead of the one `checkpoint.paired_tgt_workdir` finds (a GPC
-        trained without a TGT and no tgt_workdir refines simulated coarse poses).
+        trained without a TGT and no tgt_workdir refines simulated coarse poses); it is still
+        checked against the TGT the GPC was trained on.
+      allow_tgt_mismatch: evaluate a GPC with a TGT other than the one it was trained on.
 
     Returns:
       The result and the written paths ({"json", "csv", "md", "markdown"}; the tables are
       written by process 0 only, other processes get {}).
     """
+    with _writer_lock(workdir, "evaluation"):
+        return _evaluate(workdir, step, config, tgt_workdir, allow_tgt_mismatch)
+
+
+def _evaluate(workdir, step, config, tgt_workdir, allow_tgt_mismatch):
     try:
-        resolved = checkpoint.resolve_step(workdir, step)
+        restored = checkpoint.load_params(workdir, step, ema=True)
     except FileNotFoundError:
         if step != "best":
             raise
-        resolved = checkpoint.resolve_step(workdir, "latest")  # no checkpoint was evaluated
-    saved_config, params = checkpoint.restore_params(workdir, step=resolved, ema=True)
+        restored = checkpoint.load_params(workdir, "latest", ema=True)  # none was evaluated
+    resolved, saved_config, params = restored
     config = ml_collections.ConfigDict((config if config is not None else saved_config).to_dict())
+    if config.task == "gpc":
+        if saved_config.get("tgt_provenance") and not config.get("tgt_provenance"):
+            config.tgt_provenance = saved_config.tgt_provenance  # a config given without it
+        config.allow_tgt_mismatch = bool(allow_tgt_mismatch)
     if config.task == "gpc" and (tgt_workdir or config.tgt_workdir):
         config.tgt_workdir = str(checkpoint.paired_tgt_workdir(workdir, config, tgt_workdir))
     task = registry.get_task(config)

@@ -1,4 +1,5 @@
-"""Evaluation plots: per-action bars, uncertainty calibration, and an evaluation dict's set.
+"""Evaluation plots: per-action bars, uncertainty calibration, an evaluation dict's set, error by
+joint, the 3DPCK curve and the resampled / kept joints' errors.
 
 Figures are built without pyplot (no display needed) and written atomically as PNGs.
 """
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from gentg_jax import files
+from gentg_jax import files, skeleton
 
 _SUMMARY_ACTIONS = frozenset({"average", "avg", "mean", "all"})
 
@@ -175,3 +176,80 @@ def plot_evaluation(
         sigma, error = calibration["sigma_mm"], calibration["error_mm"]
         paths.append(plot_calibration(sigma, error, out_dir / "calibration.png"))
     return paths
+
+
+def _tgt_first(by_method: Mapping[str, Any]) -> dict[str, Any]:
+    """The methods with "tgt" before "refined" (JSON files store them sorted by name)."""
+    order = {"tgt": 0, "refined": 1}
+    return dict(sorted(by_method.items(), key=lambda item: order.get(item[0], 2)))
+
+
+def plot_joint_errors(
+    per_joint: Mapping[str, Sequence[float]], path: str | os.PathLike, *, dpi: int = 100
+) -> pathlib.Path:
+    """Grouped bars of the error of each of the 17 joints (mm), one bar per method, e.g. an
+    evaluation's `curves["per_joint"]` ({"tgt": [...], "refined": [...]})."""
+    if not per_joint:
+        raise ValueError("plot_joint_errors needs at least one method")
+    for method, values in per_joint.items():
+        if len(values) != skeleton.NUM_JOINTS:
+            raise ValueError(f"'{method}' has {len(values)} joint errors; expected 17")
+    x, width = np.arange(skeleton.NUM_JOINTS), 0.8 / len(per_joint)
+    figure = Figure(figsize=(8.0, 3.4), dpi=dpi, layout="constrained")
+    ax = figure.add_subplot()
+    for i, (method, values) in enumerate(_tgt_first(per_joint).items()):
+        ax.bar(x + (i - (len(per_joint) - 1) / 2) * width, values, width, label=method)
+    ax.set_xticks(x, skeleton.JOINT_NAMES, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("mean error (mm)")
+    ax.set_title("error by joint (mean over actions)", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save_figure(figure, path)
+
+
+def plot_pck_curve(
+    pck_curve: Mapping[str, Sequence[float]], path: str | os.PathLike, *, dpi: int = 100
+) -> pathlib.Path:
+    """3DPCK (%) against the threshold (mm), one line per method, e.g. an evaluation's
+    `curves["pck_curve"]` ({"thresholds_mm": [...], "tgt": [...], ...}); the legend gives
+    each curve's AUC (its mean)."""
+    thresholds = np.asarray(pck_curve.get("thresholds_mm", []), np.float64)
+    methods = {k: np.asarray(v, np.float64) for k, v in pck_curve.items() if k != "thresholds_mm"}
+    if not len(thresholds) or not methods:
+        raise ValueError("pck_curve needs 'thresholds_mm' and at least one method's curve")
+    figure = Figure(figsize=(4.6, 3.6), dpi=dpi, layout="constrained")
+    ax = figure.add_subplot()
+    for method, curve in _tgt_first(methods).items():
+        if curve.shape != thresholds.shape:
+            raise ValueError(f"'{method}' has {len(curve)} values for {len(thresholds)} thresholds")
+        ax.plot(thresholds, curve, lw=1.5, label=f"{method} (AUC {curve.mean():.1f})")
+    ax.set(xlabel="threshold (mm)", ylabel="3DPCK (%)", ylim=(0, 100), xlim=(0, thresholds[-1]))
+    ax.set_title("joints within the threshold", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return _save_figure(figure, path)
+
+
+def plot_resampling(
+    summary: Mapping[str, float], path: str | os.PathLike, *, dpi: int = 100
+) -> pathlib.Path:
+    """Bars of the error (mm) of the resampled and of the kept non-root joints before and after
+    refinement, from a refining evaluation's summary (`{resampled,kept}_error_{before,after}`,
+    `resampled_fraction`); kept joints are returned unchanged, so their bars are equal."""
+    groups = [g for g in ("resampled", "kept") if f"{g}_error_before" in summary]
+    if not groups:
+        raise ValueError("the summary has no resampled/kept errors (not a refining evaluation)")
+    figure = Figure(figsize=(4.6, 3.6), dpi=dpi, layout="constrained")
+    ax = figure.add_subplot()
+    x = np.arange(len(groups))
+    for offset, when in ((-0.2, "before"), (0.2, "after")):
+        values = [summary[f"{g}_error_{when}"] for g in groups]
+        bars = ax.bar(x + offset, values, 0.4, label=f"{when} refinement")
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    share = 100 * summary.get("resampled_fraction", float("nan"))
+    ax.set_xticks(x, [f"{g} joints" for g in groups])
+    ax.set_ylabel("mean error (mm)")
+    ax.set_title(f"resampled: {share:.0f} % of the non-root joints", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save_figure(figure, path)

@@ -2,7 +2,9 @@
 
 3D poses are drawn root-relative (the root is subtracted per frame, so an absolute ground truth
 lines up with the predictions) in plot axes (x, z, -y), where the person stands upright. Colour
-scales and axis limits come from the whole sequence, so every frame shares them. The figure is
+scales and axis limits come from the whole sequence, so every frame shares them. The 2D joints
+are coloured by their score (a colour bar under the panel), the predicted joints by sigma; with a
+`resampled` array the refined panel rings the joints the corrector resampled. The figure is
 built on the Agg canvas directly (no pyplot): no display is needed and a notebook's backend is
 left alone. Frames are blitted: the static background is drawn once and only the skeletons and
 titles are redrawn per frame.
@@ -23,8 +25,11 @@ from mpl_toolkits.mplot3d.art3d import Line3DCollection
 from gentg_jax import skeleton
 
 _POSE_PANELS = {"coarse": "coarse_3d", "refined": "refined_3d", "ground truth": "ground_truth_3d"}
-_PANEL_IN, _HEIGHT_IN, _COLORBAR_IN = 3.0, 3.3, 0.9  # figure geometry, inches
+# Figure geometry, inches: at the animation's 100 dpi every panel is 300 px wide.
+_PANEL_IN, _HEIGHT_IN, _COLORBAR_IN = 3.0, 3.3, 0.9
 _SIGMA_CMAP, _SCORE_CMAP = "viridis", "RdYlGn"
+_TITLE_PT, _LABEL_PT, _TICK_PT = 10, 8, 6.5  # font sizes
+_RESAMPLED_COLOUR, _RESAMPLED_SIZE = "magenta", 90.0  # rings around resampled joints
 
 
 def camera_to_plot(points: np.ndarray) -> np.ndarray:
@@ -73,7 +78,7 @@ class Scene:
         self._width_in = (1 + len(self._poses)) * _PANEL_IN + _COLORBAR_IN
         self.figure = Figure(figsize=(self._width_in, _HEIGHT_IN), dpi=dpi)
         FigureCanvasAgg(self.figure)
-        self._title = self.figure.suptitle("", fontsize=9)
+        self._title = self.figure.suptitle("", fontsize=_TITLE_PT + 1, y=0.99)
         # Artists that change per frame, in drawing order; the rest is the cached background.
         self._animated: list[Any] = [self._title]
         self._background = None
@@ -85,13 +90,14 @@ class Scene:
         left = (self._width_in - _COLORBAR_IN + 0.15) / self._width_in
         cax = self.figure.add_axes((left, 0.15, 0.12 / self._width_in, 0.66))
         bar = self.figure.colorbar(cm.ScalarMappable(self._norm, _SIGMA_CMAP), cax=cax)
-        bar.set_label("predicted sigma (mm)", fontsize=7)
-        bar.ax.tick_params(labelsize=6)
+        bar.set_label("predicted sigma (mm)", fontsize=_LABEL_PT)
+        bar.ax.tick_params(labelsize=_TICK_PT)
 
     def _rect(self, index: int) -> tuple[float, float, float, float]:
-        margin = 0.35 if index == 0 else 0.05  # the 2D panel needs room for its tick labels
+        margin = 0.4 if index == 0 else 0.05  # the 2D panel needs room for its tick labels
         left, width = index * _PANEL_IN + margin, _PANEL_IN - margin - 0.05
-        return (left / self._width_in, 0.08, width / self._width_in, 0.8)
+        bottom = 0.26 if index == 0 and "scores" in self._data else 0.08  # room for the score bar
+        return (left / self._width_in, bottom, width / self._width_in, 0.88 - bottom)
 
     def _limits_3d(self) -> tuple[np.ndarray, float]:
         """A cube around every pose of every frame: one centre, one half side for all axes."""
@@ -103,9 +109,9 @@ class Scene:
         ax = self.figure.add_axes(self._rect(0))
         width, height = self._data["image_size"]
         ax.set(xlim=(0, width), ylim=(height, 0), aspect="equal")  # image rows grow downwards
-        ax.tick_params(labelsize=6)
+        ax.tick_params(labelsize=_TICK_PT)
         scored = "scores" in self._data
-        ax.set_title("2D input" + (" (colour: score)" if scored else ""), fontsize=8)
+        ax.set_title("2D input (pixels)", fontsize=_TITLE_PT)
         keypoints = self._data["keypoints_2d"][0]
         lines = LineCollection(_segments(keypoints), colors=_LIMB_COLOURS)
         ax.add_collection(lines, autolim=False)
@@ -114,21 +120,28 @@ class Scene:
             if scored
             else {"c": "0.35"}
         )
-        joints = ax.scatter(*keypoints.T, s=10, edgecolors="k", lw=0.3, zorder=3, **style)
+        joints = ax.scatter(*keypoints.T, s=14, edgecolors="k", lw=0.3, zorder=3, **style)
         self._lines_2d, self._joints_2d = lines, joints
         self._animated += [lines, joints]
+        if scored:  # a horizontal colour bar of the scores under the 2D panel
+            left, _, width, _ = self._rect(0)
+            cax = self.figure.add_axes((left + 0.3 * width, 0.09, 0.7 * width, 0.03))
+            bar = self.figure.colorbar(joints, cax=cax, orientation="horizontal")
+            bar.ax.set_ylabel("score", rotation=0, ha="right", va="center", fontsize=_LABEL_PT)
+            bar.ax.tick_params(labelsize=_TICK_PT)
 
     def _build_3d(self, name: str, index: int, centre: np.ndarray, half: float) -> dict[str, Any]:
         ax = self.figure.add_axes(self._rect(index), projection="3d")
         ax.view_init(elev=12, azim=-70)
-        ax.set_title(name, fontsize=8)
+        ax.set_title(name, fontsize=_TITLE_PT)
         ax.set(xlim=centre[0] + (-half, half), ylim=centre[1] + (-half, half))
         ax.set_zlim(centre[2] - half, centre[2] + half)
         ax.set_box_aspect((1, 1, 1))
         for axis, label in zip((ax.xaxis, ax.yaxis, ax.zaxis), ("x", "depth", "up"), strict=True):
             axis.set_major_locator(MaxNLocator(3))
-            axis.set_label_text(label, fontsize=7)
-        ax.tick_params(labelsize=5, pad=0)
+            axis.set_label_text(label, fontsize=_LABEL_PT - 1)
+            axis.labelpad = -4
+        ax.tick_params(labelsize=_TICK_PT - 1, pad=-2)
         pose = self._poses[name][0]
         limbs = Line3DCollection(_segments(pose), colors=_LIMB_COLOURS, linewidths=1.5)
         ax.add_collection3d(limbs, autolim=False)
@@ -138,9 +151,26 @@ class Scene:
             if coloured
             else {"c": "0.2"}
         )
-        joints = ax.scatter(*pose.T, s=14, depthshade=False, edgecolors="k", lw=0.3, **style)
+        joints = ax.scatter(*pose.T, s=18, depthshade=False, edgecolors="k", lw=0.3, **style)
         self._animated += [ax.title, limbs, joints]
-        return {"ax": ax, "limbs": limbs, "joints": joints, "coloured": coloured}
+        panel = {"ax": ax, "limbs": limbs, "joints": joints, "coloured": coloured}
+        if name == "refined" and "resampled" in self._data:
+            # Rings around the joints the corrector resampled (kept joints: size 0).
+            rings = ax.scatter(
+                *pose.T,
+                s=self._ring_sizes(0),
+                facecolors="none",
+                edgecolors=_RESAMPLED_COLOUR,
+                lw=1.3,
+                depthshade=False,
+            )
+            self._animated.append(rings)
+            panel["rings"] = rings
+        return panel
+
+    def _ring_sizes(self, t: int) -> np.ndarray:
+        """Marker sizes of the resampled-joint rings: shown where most windows resampled."""
+        return np.where(self._data["resampled"][t] >= 0.5, _RESAMPLED_SIZE, 0.0)
 
     def update(self, t: int) -> None:
         self._title.set_text(f"frame {t}")
@@ -157,6 +187,11 @@ class Scene:
                 panel["joints"].set_array(self._sigma_mm[t])
             panel["joints"].set_3d_properties(pose[:, 2], "z")
             error = f" ({self._errors_mm[name][t]:.0f} mm)" if name in self._errors_mm else ""
+            if "rings" in panel:
+                panel["rings"].set_offsets(pose[:, :2])
+                panel["rings"].set_3d_properties(pose[:, 2], "z")
+                panel["rings"].set_sizes(self._ring_sizes(t))
+                error += f", rings: {int((self._data['resampled'][t] >= 0.5).sum())} resampled"
             panel["ax"].title.set_text(name + error)  # set_title would reset its position
 
     def render(self, t: int) -> np.ndarray:

@@ -3,10 +3,13 @@
 
 import os
 import pathlib
+import pickle
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
+import numpy.lib.format as npy_format
 import pytest
 
 from gentg_jax import camera
@@ -218,7 +221,38 @@ BAD_INPUTS = {
         lambda p: p["S1"]["Playground"][3].__setitem__((5, 0, 0), np.inf),
         ["'S1'", "'Playground'", "camera 60457274", "inf"],
     ),
+    "2d_scores_outside_0_1": (
+        "2d",
+        lambda p: _set(p["S1"]["Playground"], 0, _with_scores(p["S1"]["Playground"][0], 1.5)),
+        ["'S1'", "'Playground'", "camera 54138969", "[0, 1]", "1.5"],
+    ),
+    "2d_not_pixels": (
+        "2d",
+        lambda p: p["S9"]["Hop"][2].__setitem__((7, 4, 0), 1e30),
+        ["'S9'", "'Hop'", "camera 58860488", "frame 7, joint 4", "not pixels"],
+    ),
+    "2d_twice_as_long": (
+        "2d",
+        lambda p: p["S5"].__setitem__(
+            "Walking", [np.concatenate([v, v]) for v in p["S5"]["Walking"]]
+        ),
+        ["'S5'", "'Walking'", "[828, 828, 828, 828] frames", "414", "--allow_trim"],
+    ),
+    "2d_cameras_of_unequal_length": (
+        "2d",
+        lambda p: _set(p["S5"]["Walking"], 3, np.concatenate([p["S5"]["Walking"][3]] * 2)),
+        ["'S5'", "'Walking'", "[414, 414, 414, 828] frames", "--allow_trim"],
+    ),
+    "3d_millimetres": (
+        "3d",
+        lambda p: _set(p["S1"], "Playground", p["S1"]["Playground"] * 1000.0),
+        ["'S1'", "'Playground'", "not metres"],
+    ),
 }
+
+
+def _with_scores(views, value):
+    return np.concatenate([views, np.full(views.shape[:2] + (1,), value, views.dtype)], -1)
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
@@ -227,7 +261,10 @@ def test_bad_input_names_file_subject_action_camera(tmp_path, case):
     (tmp_path / "in").mkdir()
     bad = _corrupt(tmp_path / "in", which, edit)
     data_3d, data_2d = (bad, GT_2D) if which == "3d" else (DATA_3D, bad)
-    subjects = {"train_subjects": ["S1", "S2", "S5"], "test_subjects": ["S9"]}
+    # Subjects named explicitly must be in the 3D file (S2 is, when S5 was renamed to it).
+    present = _load(data_3d, "positions_3d")
+    train = [subject for subject in ("S1", "S2", "S5") if subject in present]
+    subjects = {"train_subjects": train, "test_subjects": ["S9"]}
     # The bad file comes second, so a build that wrote before validating would leave `noisy`.
     inputs = [NOISY_2D, data_2d] if which == "2d" else [NOISY_2D]
     with pytest.raises(ValueError) as error:
@@ -344,3 +381,73 @@ def test_command_line(tmp_path):
     assert bad.returncode == 1
     assert "convert_h36m:" in bad.stderr and "not an npz file" in bad.stderr
     assert "Traceback" not in bad.stderr
+    typo = _cli(
+        "--data_3d", DATA_3D, "--data_2d", GT_2D, "--data_dir", tmp_path / "typo",
+        "--train_subjects", "S1,S10",
+    )  # fmt: skip
+    assert typo.returncode == 1 and not (tmp_path / "typo").exists()
+    assert typo.stderr.strip().splitlines() == [
+        f"convert_h36m: {DATA_3D}: train subjects ['S10'] are not there (subjects there: "
+        "['S1', 'S5', 'S9']); fix --train_subjects"
+    ]
+
+
+def test_allow_trim_cuts_2d_of_any_length(tmp_path):
+    assert videopose3d.trim_tolerance(100) == 5 and videopose3d.trim_tolerance(1146) == 11
+    edit = BAD_INPUTS["2d_twice_as_long"][1]
+    path = _corrupt(tmp_path, "2d", edit)
+    (built,) = tfds_builders.build_h36m_lifting(DATA_3D, [path], tmp_path / "tfds", allow_trim=True)
+    assert built.is_dir()
+    walking = [ex for ex in _read_all("h36m_lifting/gt", tmp_path / "tfds", "train")]
+    walking = [ex for ex in walking if ex["action"] == "Walking"]
+    assert [len(ex["keypoints_2d"]) for ex in walking] == [FRAMES["S5", "Walking"]] * 4
+
+
+def test_split_subject_typo_and_data_dir_file(tmp_path):
+    with pytest.raises(ValueError, match=r"train subjects \['S10'\] are not there"):
+        tfds_builders.build_h36m_lifting(
+            DATA_3D, [GT_2D], tmp_path / "tfds", train_subjects=["S1", "S10"], test_subjects=["S9"]
+        )
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    with pytest.raises(NotADirectoryError, match="is a file, not a directory"):
+        tfds_builders.build_h36m_lifting(DATA_3D, [GT_2D], not_a_dir / "sub")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+class _RunsCode:
+    """Pickles as a call of open(marker, "w"): what a crafted file could do with any call."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("which", ["3d", "2d"])
+def test_crafted_pickle_is_refused_and_never_runs(tmp_path, which):
+    marker = tmp_path / "marker"
+    key = "positions_3d" if which == "3d" else "positions_2d"
+    crafted = tmp_path / ("data_3d_h36m.npz" if which == "3d" else "data_2d_h36m_gt.npz")
+    np.savez(crafted, **{key: {"S1": {"Playground": _RunsCode(marker)}}})
+    data_3d, data_2d = (crafted, GT_2D) if which == "3d" else (DATA_3D, crafted)
+    with pytest.raises(videopose3d.UnsafeFileError, match=f"{crafted}: '{key}'.*io.open"):
+        tfds_builders.build_h36m_lifting(data_3d, [data_2d], tmp_path / "tfds")
+    assert not marker.exists() and not (tmp_path / "tfds").exists()
+
+
+def test_numpy_1_pickles_are_read(tmp_path):
+    """A file written by numpy 1.x with pickle protocol 2 (numpy.core names, _codecs)."""
+    positions = _load(DATA_3D, "positions_3d")
+    array = np.empty((), dtype=object)
+    array[()] = positions
+    payload = pickle.dumps(array, protocol=2)
+    payload = payload.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    assert b"cnumpy.core.multiarray\n_reconstruct" in payload and b"_codecs" in payload
+    path = tmp_path / "data_3d_h36m.npz"
+    with zipfile.ZipFile(path, "w") as archive, archive.open("positions_3d.npy", "w") as f:
+        npy_format.write_array_header_1_0(f, {"descr": "|O", "fortran_order": False, "shape": ()})
+        f.write(payload)
+    loaded = videopose3d.load_positions_3d(path)
+    np.testing.assert_array_equal(loaded["S9"]["Hop"], positions["S9"]["Hop"])

@@ -139,9 +139,10 @@ def test_missing_dataset_and_split_errors(synthetic_dir, tmp_path):
 
 
 def test_synthetic_split_and_config_errors(tmp_path):
-    with pytest.raises(ValueError, match="no data for any test subject"):
+    # A subject named explicitly but not generated is an error (a typo), never left out.
+    with pytest.raises(ValueError, match=r"test subjects \['S11'\] are not there"):
         tfds_builders.build_synthetic_h36m(
-            tmp_path, generator=TINY, train_subjects=["S1"], test_subjects=["S11"]
+            tmp_path, generator=TINY, train_subjects=["S1"], test_subjects=["S9", "S11"]
         )
     with pytest.raises(ValueError, match="unknown synthetic_h36m configs"):
         tfds_builders.build_synthetic_h36m(tmp_path, generator=TINY, configs=["noisy"])

@@ -95,3 +95,45 @@ def test_evaluate_entrypoint_writes_tables(tiny_data_dir, compilation_cache, tmp
     # Same checkpoint, same data, same flip setting: the in-loop evaluation agrees.
     assert payload["summary"]["p1"] == pytest.approx(trained.eval_metrics["p1"], rel=1e-5)
     assert (workdir / "eval" / "eval.csv").is_file() and (workdir / "eval" / "eval.md").is_file()
+
+
+def test_curves_match_independent_computation(test_sequences):
+    result = evaluation.evaluate(_scaled, None, _batches(test_sequences))
+    curves = result.curves
+    assert sorted(curves) == ["calibration", "pck_curve", "per_joint"]
+    # Per joint: 0.1 x |joint| (mm), frame-weighted within an action, then the mean over actions.
+    per_action = {}
+    for example in test_sequences:
+        pose = np.asarray(example["pose_3d"], np.float64)
+        error = 100.0 * np.linalg.norm(pose - pose[:, :1], axis=-1)  # (N, 17) mm
+        per_action.setdefault(example["action"].split(" ")[0], []).append(error)
+    want = np.mean([np.concatenate(e).mean(0) for e in per_action.values()], axis=0)
+    np.testing.assert_allclose(curves["per_joint"]["tgt"], want, rtol=1e-4)
+    assert list(curves["per_joint"]) == ["tgt"]  # not refining: one method
+    # The PCK curve ends at the 3DPCK table (150 mm) and averages to the AUC.
+    pck = curves["pck_curve"]
+    assert pck["thresholds_mm"][0] == 0.0 and pck["thresholds_mm"][-1] == pytest.approx(150.0)
+    assert pck["tgt"][-1] == pytest.approx(result.summary["pck3d"], abs=1e-3)
+    assert np.mean(pck["tgt"]) == pytest.approx(result.summary["auc"], abs=1e-3)
+    assert np.all(np.diff(pck["tgt"]) >= 0)
+    # Calibration: sigma = |joint| + 1 mm, error = 0.1 |joint| -> error = 0.1 (sigma - 1 mm).
+    bins = curves["calibration"]
+    assert len(bins["sigma_mm"]) == 10 and sum(bins["count"]) == result.summary["num_frames"] * 16
+    np.testing.assert_allclose(
+        bins["error_mm"], 0.1 * (np.asarray(bins["sigma_mm"]) - 1.0), rtol=1e-3
+    )
+    assert result.summary["num_actions"] == 3 and result.mean_label == "Avg"
+
+
+def test_partial_evaluation_labels_its_mean(tiny_data_dir, tmp_path):
+    config = helpers.tiny_config(tiny_data_dir)
+    config.eval.max_windows = 14  # two whole 60-frame sequences of 7 windows: 2 of 3 actions
+    result = evaluation.evaluate_config(config, _scaled, None)
+    assert result.summary["num_actions"] == 2 and result.split_actions == 3
+    assert result.mean_label == "Avg (2 of 3 actions)"
+    written = evaluation.write_tables(result, str(tmp_path))
+    assert "| Avg (2 of 3 actions) |" in written["markdown"].splitlines()[0]
+    assert (tmp_path / "eval.csv").read_text().splitlines()[0].endswith("Avg (2 of 3 actions)")
+    payload = json.loads((tmp_path / "eval.json").read_text())
+    assert payload["summary"]["num_actions"] == 2 and payload["actions_in_split"] == 3
+    assert payload["curves"]["per_joint"]["tgt"][0] == 0.0  # the root is exact

@@ -49,3 +49,31 @@ def test_write_tables(tmp_path):
     markdown = (tmp_path / "eval.md").read_text()
     assert markdown == written["markdown"] and "| P1 |" in markdown and "| P2 |" in markdown
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eval.csv", "eval.json", "eval.md"]
+
+
+def test_tables_of_a_refining_run_read_back_for_plots(tmp_path):
+    result = _result()
+    coarse = {"Coarse P1": result.tables["P1"], "Coarse P2": result.tables["P2"]}
+    bins = {"sigma_mm": [10.0, 20.0], "error_mm": [12.0, 25.0], "rms_error_mm": [1, 2]}
+    refining = evaluation.EvalResult(
+        tables=result.tables,
+        summary=result.summary,
+        refinement=coarse,
+        curves={"calibration": bins},
+        split_actions=5,
+    )
+    (tmp_path / "gpc" / "eval").mkdir(parents=True)
+    for step in (3, 12):
+        evaluation.write_tables(refining, str(tmp_path / "gpc" / "eval"), name=f"step_{step:08d}")
+    path = evaluation.latest_eval_json(tmp_path / "gpc")
+    assert path.name == "step_00000012.json"
+    payload = json.loads(path.read_text())
+    methods = evaluation.per_action_methods(payload)
+    assert sorted(methods) == ["refined", "tgt"]
+    assert methods["tgt"]["Walking"]["p1"] == pytest.approx(42.0)
+    assert evaluation.per_action_methods({"tables": payload["tables"]}).keys() == {"tgt"}
+    plots = evaluation.read_for_plots([path])
+    assert plots["calibration"] == {"sigma_mm": [10.0, 20.0], "error_mm": [12.0, 25.0]}
+    assert "Avg (3 of 5 actions)" in path.with_suffix(".md").read_text()
+    with pytest.raises(FileNotFoundError, match="no evaluation tables"):
+        evaluation.latest_eval_json(tmp_path)

@@ -48,6 +48,10 @@ def test_coordinates_outside_the_image_are_allowed(predictor):
         (dict(layout="openpose"), "layout="),
         (dict(camera=np.ones(4)), "camera must be"),
         (dict(keypoints_2d=[["a"]]), "numeric"),
+        (dict(scores=np.full((10, 17), 1e6)), r"scores must be confidences in \[0, 1\]"),
+        (dict(scores=np.full((10, 17), -0.5)), r"first -0.5 at index \(0, 0\)"),
+        (dict(keypoints_2d=np.full((10, 17, 2), 1e30)), r"x=1e\+30 at \(sequence 0, frame 0"),
+        (dict(keypoints_2d=np.full((10, 17, 2), -10_021.0)), "beyond \\+-10 image sizes"),
     ],
 )
 def test_bad_input_is_a_clear_error(predictor, change, match):

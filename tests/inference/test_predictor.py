@@ -175,12 +175,16 @@ def test_gpc_and_e2e_workdirs_refine(root, tgt_workdir, predictor):
         denoise = gpc.make_denoise_fn(model, gpc_params, x, coarse, log_sigma)
         key = jax.random.fold_in(jax.random.PRNGKey(3), 0)
         args = (denoise, schedule, coarse, log_sigma, x, intrinsics, key)
-        return diffusion.refine(*args, config=gpc_config.refine)["refined_3d"]
+        return diffusion.refine(*args, config=gpc_config.refine)
 
     x = camera.normalize_screen_coordinates(keypoints, *common.SIZE)[None]
     intrinsics = inference.generic_intrinsics(common.SIZE)[None]
     want = refine(out["coarse_3d"][None], np.log(out["uncertainty"])[None], x, intrinsics)
-    np.testing.assert_allclose(out["refined_3d"], want[0], atol=1e-5)
+    np.testing.assert_allclose(out["refined_3d"], want["refined_3d"][0], atol=1e-5)
+    # Which joints were resampled (one window: 0 or 1); the kept ones are the coarse joints.
+    np.testing.assert_array_equal(out["resampled"], want["resample_mask"][0].astype(np.float32))
+    kept = out["resampled"] == 0
+    np.testing.assert_allclose(out["refined_3d"][kept], out["coarse_3d"][kept], atol=1e-7)
 
     # e2e: both parameter sets in one checkpoint, both saved configs embedded in its config.
     e2e = ml_collections.ConfigDict({"task": "e2e", "tgt": common.tgt_config(), "gpc": gpc_config})
@@ -197,3 +201,42 @@ def test_gpc_and_e2e_workdirs_refine(root, tgt_workdir, predictor):
     with pytest.raises(ValueError, match="trained without a TGT"):
         inference.load_predictor(root / "gpc_from_gt")
     assert inference.load_predictor(root / "gpc_from_gt", tgt_path=tgt_workdir).has_refiner
+
+
+def test_gpc_paired_with_another_tgt_is_refused(root, tgt_workdir, caplog):
+    # The GPC records the TGT it was trained on; beside it now lies another TGT named `tgt`.
+    gpc_config = _gpc_config("/moved/away/tgt")
+    recorded = checkpoint.tgt_provenance("/moved/away/tgt", checkpoint.load_params(tgt_workdir))
+    gpc_config.tgt_provenance = recorded
+    gpc_params = _gpc_params(gpc_config)
+    pair = root / "wrong_pair"
+    common.save_checkpoint(pair / "gpc", gpc_config, gpc_params)
+    other_params = common.tgt_params(common.tgt_config(), seed=5)
+    common.save_checkpoint(pair / "tgt", common.tgt_config(), other_params)
+    with pytest.raises(checkpoint.TGTMismatchError) as error:
+        inference.load_predictor(pair / "gpc")
+    message = str(error.value)
+    assert f"the GPC at {pair / 'gpc'} was trained on the TGT at /moved/away/tgt step 1" in message
+    assert recorded["fingerprint"][:16] in message and f"{pair / 'tgt'} step 1" in message
+    assert "allow_tgt_mismatch" in message
+    # The right TGT, named explicitly, is accepted (checked by its parameters, not its path).
+    right = inference.load_predictor(pair / "gpc", tgt_path=tgt_workdir)
+    np.testing.assert_array_equal(
+        jax.tree.leaves(right.params["tgt"])[0],
+        jax.tree.leaves(checkpoint.load_params(tgt_workdir).params)[0],
+    )
+    # The override accepts the other one, with a warning.
+    with caplog.at_level("WARNING"):
+        other = inference.load_predictor(pair / "gpc", allow_tgt_mismatch=True)
+    assert "using it anyway (allow_tgt_mismatch)" in caplog.text
+    np.testing.assert_array_equal(
+        jax.tree.leaves(other.params["tgt"])[0], 0.9 * jax.tree.leaves(other_params)[0]
+    )
+    # A GPC saved before provenance existed loads with a warning that it cannot be checked.
+    del gpc_config["tgt_provenance"]
+    gpc_config.tgt_workdir = str(tgt_workdir)
+    common.save_checkpoint(root / "legacy_gpc", gpc_config, gpc_params)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert inference.load_predictor(root / "legacy_gpc").has_refiner
+    assert "trained before TGT provenance was recorded" in caplog.text

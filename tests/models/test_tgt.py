@@ -237,6 +237,8 @@ def test_attention_implementations_agree(tiny):
 
 @pytest.mark.parametrize("micro_mib", [0.01, 0.15])  # 1 and 2 sequences per micro-batch
 def test_cpu_micro_batches_give_the_whole_batch_result(tiny, micro_mib):
+    if not layers.cpu_paths():
+        pytest.skip("CPU micro-batches exist on the CPU path only")
     model, params = tiny
     keypoints, scores = inputs(batch=5)  # 2 sequences per chunk: the last chunk is padded
     whole = apply(tiny_model(cpu_micro_batch_mib=0.0), params, keypoints, scores)
@@ -386,3 +388,57 @@ def test_tiny_flops_match_analytic_estimate_and_unroll_matches_loop(tiny):
     np.testing.assert_allclose(
         compiled(params, keypoints, scores)["joints_3d"], looped, rtol=1e-4, atol=1e-5
     )
+
+
+def _forward_and_grads(model, params, keypoints, scores):
+    """A freshly traced forward and loss gradient (jit caches keep the path they traced)."""
+    target = jax.random.normal(jax.random.key(7), keypoints.shape[:3] + (3,))
+    rngs = {"dropout": jax.random.key(1)}
+
+    def loss(p):
+        out = model.apply({"params": p}, keypoints, scores, train=True, rngs=rngs)[0]
+        return jnp.mean((out["joints_3d"] - target) ** 2)
+
+    fwd = jax.jit(lambda p: model.apply({"params": p}, keypoints, scores)[0])
+    lowered = fwd.lower(params).as_text()
+    return fwd(params), jax.jit(jax.grad(loss))(params), lowered
+
+
+def test_accelerator_path_gives_the_cpu_path_numbers(monkeypatch):
+    if jax.default_backend() != "cpu":
+        pytest.skip("compares the two paths on a CPU host")
+    # Small layers, fast to compile (depth > scan_unroll, else the loops are unrolled for FLOP
+    # counting); small MiB sizes make the CPU path chunk the attention and loop over
+    # 1-sequence micro-batches.
+    model = tiny_model(
+        dim=32, num_heads=2, depth=2, attention_chunk_mib=0.01, cpu_micro_batch_mib=0.01
+    )
+    params = random_params(model)
+    keypoints, scores = inputs(batch=3)
+    monkeypatch.delenv(layers.FORCE_ACCELERATOR_PATH_ENV, raising=False)
+    assert layers.cpu_paths()
+    cpu_out, cpu_grads, cpu_hlo = _forward_and_grads(model, params, keypoints, scores)
+
+    monkeypatch.setenv(layers.FORCE_ACCELERATOR_PATH_ENV, "1")
+    assert not layers.cpu_paths()
+    out, grads, hlo = _forward_and_grads(model, params, keypoints, scores)
+    # The accelerator path has no micro-batch or attention-chunk loops: only the layer scan.
+    assert hlo.count("stablehlo.while") == 1 < cpu_hlo.count("stablehlo.while")
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), out, cpu_out)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7), grads, cpu_grads
+    )
+
+
+def test_attention_auto_resolution(monkeypatch):
+    if jax.default_backend() != "cpu":
+        pytest.skip("the resolution on a CPU host")
+    monkeypatch.setenv(layers.FORCE_ACCELERATOR_PATH_ENV, "1")
+    q32 = jnp.zeros((2, 33, 8, 32), jnp.float32)
+    # On this CPU host the accelerator path takes XLA's dot_product_attention; cuDNN needs a GPU.
+    assert layers.resolve_attention("auto", q32) == "xla"
+    assert layers.resolve_attention("einsum", q32) == "einsum"
+    monkeypatch.setenv(layers.FORCE_ACCELERATOR_PATH_ENV, "0")
+    assert layers.resolve_attention("auto", q32) == "einsum"
+    with pytest.raises(ValueError, match="attention implementation"):
+        layers._attend(q32, q32, q32, None, "flash")

@@ -13,6 +13,7 @@ import shutil
 import textwrap
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
@@ -213,6 +214,28 @@ def test_frozen_tgt_is_not_trained(gpc_run, tgt_workdir):
     assert np.isfinite(result.train_metrics["loss"])
     saved = checkpoint.load_config(workdir)
     assert saved.task == "gpc" and saved.tgt_workdir == tgt_workdir
+    # The TGT it was trained on is recorded (config.json and every checkpoint's config).
+    assert saved.tgt_provenance.to_dict() == {
+        "workdir": tgt_workdir,
+        "step": 1,
+        "fingerprint": checkpoint.params_fingerprint(tgt_params),
+    }
+    assert checkpoint.load_config(workdir / "checkpoints" / "2").tgt_provenance.step == 1
+
+
+def test_evaluating_a_gpc_with_another_tgt_is_refused(gpc_run, tgt_workdir, base):
+    workdir, config, _ = gpc_run
+    other = base / "other_tgt"
+    saved, state = checkpoint.CheckpointManager(
+        pathlib.Path(tgt_workdir) / "checkpoints", read_only=True
+    ).restore_raw(1)
+    state["ema_params"] = jax.tree.map(lambda x: x * 0.5, state["ema_params"])
+    manager = checkpoint.CheckpointManager(other / "checkpoints")
+    manager.save(1, state, config=ml_collections.ConfigDict(saved))
+    manager.wait()
+    manager.close()
+    with pytest.raises(checkpoint.TGTMismatchError, match=f"found at {other} step 1 has sha256"):
+        loop.evaluate_checkpoint(str(workdir), step="latest", tgt_workdir=str(other))
 
 
 def test_gpc_workdir_evaluation_tables(gpc_run, tgt_workdir):

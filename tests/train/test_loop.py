@@ -3,13 +3,15 @@ resume, NaN detection, logging files, periodic evaluation and the best checkpoin
 
 import functools
 import json
+import os
+import socket
 
 import jax
 import numpy as np
 import optax
 import pytest
 
-from gentg_jax import checkpoint
+from gentg_jax import checkpoint, workdir_lock
 from gentg_jax.data import pipeline
 from gentg_jax.train import loop, registry, steps, writers
 from gentg_jax.train import state as state_lib
@@ -127,7 +129,7 @@ def test_micro_batches_give_the_whole_batch_gradient(tiny_data_dir):
         steps.loss_and_grads(task, params, batch, rng, 3)
 
 
-def test_resumed_run_matches_uninterrupted_run(tiny_data_dir, tmp_path, monkeypatch):
+def test_resumed_run_matches_uninterrupted_run(tiny_data_dir, tmp_path, monkeypatch, caplog):
     config = helpers.tiny_config(tiny_data_dir, num_steps=6, checkpoint_every=3, log_every=2)
     full = loop.train_and_evaluate(config, str(tmp_path / "full"))
 
@@ -142,9 +144,69 @@ def test_resumed_run_matches_uninterrupted_run(tiny_data_dir, tmp_path, monkeypa
     assert int(resumed.state.step) == int(full.state.step) == 6
     _assert_trees_equal(resumed.state.to_checkpoint(), full.state.to_checkpoint())
     assert resumed.train_metrics["loss"] == full.train_metrics["loss"]
+    # One metrics.jsonl row per step: the resumed run dropped the rows logged after step 3.
+    steps = [[json.loads(line)["step"] for line in open(tmp_path / run / "metrics.jsonl")]
+             for run in ("full", "resumed")]  # fmt: skip
+    assert steps[0] == steps[1] == [2, 4, 6]
     # A run that resumes at num_steps does nothing and returns the saved state.
     again = loop.train_and_evaluate(config, str(tmp_path / "full"))
     _assert_trees_equal(again.state.params, full.state.params)
+
+    # A bit flipped in the latest step: its checksum fails, the run resumes from step 3 (the
+    # damaged step moved out of the way, to be saved again) and ends with the same parameters.
+    latest = tmp_path / "resumed" / "checkpoints" / "6"
+    data = max((latest / "state").rglob("d/*"), key=lambda p: p.stat().st_size)
+    content = bytearray(data.read_bytes())
+    content[len(content) // 2] ^= 0x01
+    data.write_bytes(bytes(content))
+    with caplog.at_level("WARNING"):
+        repaired = loop.train_and_evaluate(config, str(tmp_path / "resumed"))
+    assert f"skipped damaged checkpoint {latest} (state/" in caplog.text
+    assert "differs from its checksum" in caplog.text
+    assert "using step 3" in caplog.text
+    _assert_trees_equal(repaired.state.to_checkpoint(), full.state.to_checkpoint())
+    assert (tmp_path / "resumed" / checkpoint.DAMAGED / "6").is_dir()
+    manager = checkpoint.CheckpointManager(latest.parent, read_only=True)
+    assert manager.all_steps() == [3, 6] and manager.verify(6) is None
+
+
+def test_a_second_writer_is_refused_and_changes_nothing(tiny_data_dir, tmp_path):
+    config = helpers.tiny_config(tiny_data_dir, num_steps=2)
+    # A live process of this host (the test's parent) holds the workdir.
+    holder = {"host": socket.gethostname(), "pid": os.getppid(), "since": "2026-01-01T00:00:00"}
+    lock_file = tmp_path / workdir_lock.LOCK_FILE
+    lock_file.write_text(json.dumps({**holder, "purpose": "training tgt"}))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    held = f"pid {os.getppid()}, since 2026-01-01"
+    with pytest.raises(workdir_lock.WorkdirLockedError, match=held):
+        loop.train_and_evaluate(config, str(tmp_path))
+    with pytest.raises(workdir_lock.WorkdirLockedError, match="another run writes to it"):
+        loop.evaluate_checkpoint(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+class _CtrlC(_ScriptedIterator):
+    """Ctrl-C (KeyboardInterrupt) while fetching batch stop_after + 1."""
+
+    def __next__(self):
+        if self._served == self._stop_after:
+            raise KeyboardInterrupt
+        return super().__next__()
+
+
+def test_ctrl_c_names_the_step_and_where_a_rerun_resumes(tiny_data_dir, tmp_path, monkeypatch):
+    real = pipeline.train_iterator
+    monkeypatch.setattr(
+        pipeline, "train_iterator", lambda dataset, **kw: _CtrlC(real(dataset, **kw), 3)
+    )
+    config = helpers.tiny_config(tiny_data_dir, num_steps=6, checkpoint_every=2)
+    with pytest.raises(loop.Interrupted) as interrupted:
+        loop.train_and_evaluate(config, str(tmp_path))
+    assert str(interrupted.value) == (
+        "interrupted at step 3; rerun the same command to resume (from the checkpoint of step 2)"
+    )
+    assert isinstance(interrupted.value, KeyboardInterrupt)
+    assert [row["step"] for row in writers.read_metrics(tmp_path)] == [1, 2, 3]
 
 
 def test_non_finite_loss_stops_the_run_naming_the_step(tiny_data_dir, tmp_path, monkeypatch):

@@ -41,7 +41,7 @@ def test_animate_writes_gif_with_every_frame(result, tmp_path, no_ffmpeg):
         assert gif.format == "GIF"
         assert gif.n_frames == NUM_FRAMES
         assert gif.info["duration"] == 50
-        assert gif.size == viz.render_frame(result, 0, dpi=72).shape[1::-1]
+        assert gif.size == viz.render_frame(result, 0, dpi=100).shape[1::-1]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["anim.gif"]  # no temp left
 
 

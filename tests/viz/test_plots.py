@@ -55,3 +55,31 @@ def test_plot_evaluation_sections(tmp_path):
         viz.plot_evaluation(evaluation, tmp_path)
     with pytest.raises(ValueError, match="'sigma_mm' and 'error_mm'"):
         viz.plot_evaluation({"calibration": {"sigma_mm": [1.0]}}, tmp_path)
+
+
+def test_joint_pck_and_resampling_plots(tmp_path):
+    rng = np.random.default_rng(0)
+    per_joint = {"tgt": rng.uniform(20, 90, 17).tolist(), "refined": rng.uniform(20, 90, 17)}
+    thresholds = np.linspace(0, 150, 31)
+    pck = {"thresholds_mm": thresholds, "tgt": 100 * (1 - np.exp(-thresholds / 50))}
+    summary = {
+        "resampled_error_before": 80.0,
+        "resampled_error_after": 70.0,
+        "kept_error_before": 40.0,
+        "kept_error_after": 40.0,
+        "resampled_fraction": 0.3,
+    }
+    paths = [
+        viz.plot_joint_errors(per_joint, tmp_path / "joints.png"),
+        viz.plot_pck_curve(pck, tmp_path / "pck.png"),
+        viz.plot_resampling(summary, tmp_path / "resampling.png"),
+    ]
+    for png in paths:
+        with Image.open(png) as image:
+            assert image.format == "PNG" and min(image.size) > 300
+    with pytest.raises(ValueError, match="'tgt' has 16 joint errors"):
+        viz.plot_joint_errors({"tgt": [1.0] * 16}, tmp_path / "x.png")
+    with pytest.raises(ValueError, match="'tgt' has 3 values for 31 thresholds"):
+        viz.plot_pck_curve({"thresholds_mm": thresholds, "tgt": [1, 2, 3]}, tmp_path / "x.png")
+    with pytest.raises(ValueError, match="not a refining evaluation"):
+        viz.plot_resampling({"p1": 50.0}, tmp_path / "x.png")

@@ -1,0 +1,41 @@
+"""What a measurement ran on: the date, the devices, the CPU and its load, the JAX version.
+
+Speed figures drift with the machine and its load, so every benchmark stores these beside its
+numbers.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+
+import jax
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo where there is one, else platform's word for it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict:
+    """The date (UTC), the default devices, the CPU and the 1-minute load average now."""
+    device = jax.devices()[0]
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "device_kind": device.device_kind,
+        "platform": device.platform,
+        "device_count": jax.device_count(),
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "jax_version": jax.__version__,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "load_before": os.getloadavg()[0],
+    }
