@@ -1,7 +1,7 @@
 """Accuracy at a fixed CPU-time budget: TGT and GPC on a dataset, several seeds, mean and spread.
 
   python -m benchmarks.real_motion --data_dir /data/mocap_tfds --dataset mocap_h36m/all_detector \
-      --tgt_cpu 900 --gpc_cpu 450 --seeds 0,1,2 [--ablation] [--workdir runs/real_motion]
+      --tgt_cpu 900 --gpc_cpu 450 --seeds 0,1,2 [--ablation [NAMES]] [--workdir runs/real_motion]
   python -m benchmarks.real_motion --dataset synthetic_h36m --data_dir runs/quickstart/data ...
 
 Every run is a training command as a user runs it (`experiments.train_tgt` / `train_gpc` in a
@@ -14,7 +14,8 @@ actually used are recorded. Evaluation
 
 Variants (tiny configs):
   default      TGT (limb tokens, graph bias) for --tgt_cpu, then the GPC on it for --gpc_cpu
-  --ablation adds, each a TGT alone for --tgt_cpu (evaluated without a corrector):
+  --ablation adds (all of them, or those named: --ablation no_limb,longer_tgt), each a TGT
+  alone for --tgt_cpu (evaluated without a corrector):
   no_limb      config.model.use_limb_tokens=False
   no_graph     config.model.use_graph_bias=False
   longer_tgt   the default TGT given --tgt_cpu + --gpc_cpu (is the corrector worth its compute?)
@@ -166,7 +167,14 @@ def run(args: argparse.Namespace) -> dict:
         args.dataset, args.data_dir, pathlib.Path(args.workdir), args.tgt_set, args.gpc_set
     )
     seeds = [int(s) for s in args.seeds.split(",")]
-    variants = {"default": []} | (ABLATIONS if args.ablation else {})
+    chosen = (
+        ABLATIONS if args.ablation == "all" else args.ablation.split(",") if args.ablation else []
+    )
+    if unknown := sorted(set(chosen) - set(ABLATIONS)):
+        raise SystemExit(
+            f"real_motion: unknown --ablation {unknown}; choose from {list(ABLATIONS)}"
+        )
+    variants = {"default": []} | {name: ABLATIONS[name] for name in chosen}
     calibration = {
         name: bench.calibrate("tgt", f"tgt_{name}", sets, None)
         for name, sets in variants.items()
@@ -284,7 +292,13 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--tgt_cpu", type=float, default=900.0, help="TGT CPU seconds per run")
     parser.add_argument("--gpc_cpu", type=float, default=450.0, help="GPC CPU seconds per run")
-    parser.add_argument("--ablation", action="store_true", help="add no_limb, no_graph, longer_tgt")
+    parser.add_argument(
+        "--ablation",
+        nargs="?",
+        const="all",
+        default="",
+        help="all, or some of no_limb,no_graph,longer_tgt",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="seeds trained side by side")
     parser.add_argument("--tgt_set", action="append", default=[], help="TGT override KEY=VALUE")
     parser.add_argument("--gpc_set", action="append", default=[], help="GPC override KEY=VALUE")

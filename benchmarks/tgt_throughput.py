@@ -167,7 +167,7 @@ def format_table(results: dict) -> str:
         "",
     ]
     head = (
-        f"{'':31s}{'TGT':>9s}{'ref':>9s}{'ours/ref':>9s}{'target':>8s}{'work':>6s}"
+        f"{'':31s}{'TGT':>9s}{'ref':>9s}{'ours/ref':>9s}{'target':>8s}{'work':>8s}"
         f"  {'TGT wall s / CPU s (util)':>26s}  {'ref wall s / CPU s (util)':>26s}  load"
         "      layout"
     )
@@ -176,7 +176,7 @@ def format_table(results: dict) -> str:
         r = results[figure]
         cells = [
             f"{_LABELS[figure]:31s}{r['tgt']['rate']:9.3f}{r['ref']['rate']:9.3f}",
-            f"{r['ratio']:8.2f}x{r['target_ratio']:7.1f}x{r['work_ratio']:5.2f}x",
+            f"{r['ratio']:8.2f}x{r['target_ratio']:7.1f}x{r['work_ratio']:7.2f}x",
         ]
         for name in ("tgt", "ref"):
             c = r[name]
