@@ -325,71 +325,78 @@ def guarded(name: str, fn: Callable[[], dict], results: dict) -> None:
     results[name]["seconds_total"] = time.monotonic() - start
 
 
-def format_table(results: dict) -> str:
-    info, r = results["machine"], results["checks"]
-    status = lambda c: {True: "ok", False: "FAILED", None: "skipped"}[c.get("ok")]
-    lines = [
-        f"accelerator check, {info['date']}: {info['device_count']} x {info['device_kind']} "
-        f"({info['platform']}), jax {info['jax_version']}, TGT variant {results['variant']}",
-    ]
-    if "model_tests" in r:
-        lines.append(
-            f"model tests on the device   {status(r['model_tests'])}: "
-            f"{r['model_tests'].get('detail', r['model_tests'].get('error'))}"
-        )
-    if "layouts" in r:
-        c = r["layouts"]
-        detail = c.get("error") or (
+def _inference_detail(c: dict) -> str:
+    sweep = ", ".join(
+        f"b{row['batch']} {row['frames_per_s']:,.0f}"
+        if "frames_per_s" in row
+        else f"b{row['batch']} failed"
+        for row in c["rows"]
+    )
+    return (
+        f"T={c['frames']}: best {c['best']['frames_per_s']:,.0f} frames/s at batch "
+        f"{c['best']['batch']} (target >= {INFER_TARGET_FRAMES_PER_S:,}); {sweep}"
+    )
+
+
+# Table rows in order: (check, label, its detail when it did not fail with an error).
+_ROWS: tuple[tuple[str, str, Callable[[dict], str]], ...] = (
+    ("model_tests", "model tests on the device", lambda c: c.get("detail", "")),
+    (
+        "layouts",
+        "single / pmap / sharded",
+        lambda c: (
             f"{c['devices']} device(s), max |param diff| vs single: "
             + ", ".join(f"{k} {v:.1e}" for k, v in c["max_diff"].items())
-        )
-        lines.append(f"single / pmap / sharded     {status(c)}: {detail}")
-    if "bf16" in r:
-        c = r["bf16"]
-        detail = c.get("error") or (
+        ),
+    ),
+    (
+        "bf16",
+        "bfloat16 vs float32",
+        lambda c: (
             f"finite {c['finite']}, max error "
             f"{c['relative_error']:.2%} of the float32 output's scale"
-        )
-        lines.append(f"bfloat16 vs float32         {status(c)}: {detail}")
-    if "peak" in results:
-        p = results["peak"]
-        lines.append(
-            f"peak for MFU                {p['flops_per_s'] / 1e12:.1f} TFLOP/s ({p['source']})"
-            f"; measured bf16 matmul {p['matmul_flops_per_s'] / 1e12:.1f} TFLOP/s"
-        )
-    if "train" in r:
-        c = r["train"]
-        detail = c.get("error") or (
+        ),
+    ),
+    (
+        "train",
+        "bf16 train step",
+        lambda c: (
             f"batch {c['batch']}: {c['clips_per_s']:.2f} clips/s, {c['tflops']:.1f} TFLOP/s, "
             f"MFU {c['mfu']:.1%} (target >= {MFU_TARGET:.0%} on H100-class), "
             f"{c['matmul_fraction']:.1%} of the measured matmul rate"
             + (f", XLA memory {c['memory_gib']:.2f} GiB" if c.get("memory_gib") else "")
-        )
-        lines.append(f"bf16 train step             {status(c)}: {detail}")
-    if "inference" in r:
-        c = r["inference"]
-        if "error" in c:
-            detail = c["error"]
-        else:
-            sweep = ", ".join(
-                f"b{row['batch']} {row['frames_per_s']:,.0f}"
-                if "frames_per_s" in row
-                else f"b{row['batch']} failed"
-                for row in c["rows"]
-            )
-            detail = (
-                f"T={c['frames']}: best {c['best']['frames_per_s']:,.0f} frames/s at batch "
-                f"{c['best']['batch']} (target >= {INFER_TARGET_FRAMES_PER_S:,}); {sweep}"
-            )
-        lines.append(f"bf16 inference              {status(c)}: {detail}")
-    if "gpc" in r:
-        c = r["gpc"]
-        detail = c.get("error") or (
+        ),
+    ),
+    ("inference", "bf16 inference", _inference_detail),
+    (
+        "gpc",
+        "GPC refinement cost",
+        lambda c: (
             f"batch {c['batch']}: refinement (K={c['steps']}, H={c['hypotheses']}) "
             f"{c['refine_seconds'] * 1e3:.1f} ms = {c['refine_tgt_forwards']:.2f} TGT forwards "
             f"({c['tgt_forward_seconds'] * 1e3:.1f} ms)"
-        )
-        lines.append(f"GPC refinement cost         {status(c)}: {detail}")
+        ),
+    ),
+)
+
+
+def format_table(results: dict) -> str:
+    info, checks = results["machine"], results["checks"]
+    lines = [
+        f"accelerator check, {info['date']}: {info['device_count']} x {info['device_kind']} "
+        f"({info['platform']}), jax {info['jax_version']}, TGT variant {results['variant']}",
+    ]
+    for name, label, detail in _ROWS:
+        if name == "train" and "peak" in results:  # the peak the MFU is measured against
+            p = results["peak"]
+            lines.append(
+                f"{'peak for MFU':28s}{p['flops_per_s'] / 1e12:.1f} TFLOP/s ({p['source']})"
+                f"; measured bf16 matmul {p['matmul_flops_per_s'] / 1e12:.1f} TFLOP/s"
+            )
+        if name in checks:
+            c = checks[name]
+            status = {True: "ok", False: "FAILED", None: "skipped"}[c.get("ok")]
+            lines.append(f"{label:27s} {status}: {c.get('error') or detail(c)}")
     lines.append(f"total {results['seconds']:.0f} s")
     return "\n".join(lines)
 
