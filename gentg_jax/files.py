@@ -89,8 +89,7 @@ def directory_checksums(
 
 def write_checksums(directory: str | os.PathLike, exclude: Iterable[str] = ()) -> pathlib.Path:
     """Writes `directory`/CHECKSUM_FILE (atomically) for its files as they are now."""
-    exclude = list(exclude)
-    payload = {"exclude": exclude, "files": directory_checksums(directory, exclude)}
+    payload = {"files": directory_checksums(directory, exclude)}
     return write_json(pathlib.Path(directory) / CHECKSUM_FILE, payload)
 
 
