@@ -18,7 +18,10 @@ Variants (tiny configs):
   alone for --tgt_cpu (evaluated without a corrector):
   no_limb      config.model.use_limb_tokens=False
   no_graph     config.model.use_graph_bias=False
+  spatial_limbs config.model.limb_temporal=False (limb tokens skip the temporal attention)
   longer_tgt   the default TGT given --tgt_cpu + --gpc_cpu (is the corrector worth its compute?)
+--gpc_cpu 0 trains no corrector: every variant, the default too, is a TGT alone (a TGT-only
+ablation in a third less time; longer_tgt then has nothing to compare and is refused).
 
 `--tgt_set` / `--gpc_set` (repeatable KEY=VALUE config overrides) apply to every run, so a
 training lever is measured by running this script twice. Prints one table (mean +- std over
@@ -39,18 +42,19 @@ import datetime
 import json
 import os
 import pathlib
-import platform
 import statistics
 import subprocess
 import sys
 
 from gentg_jax import files
+from gentg_jax.profiling import machine
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TGT_CONFIG, GPC_CONFIG = "configs/tgt_base.py:tiny", "configs/gpc_base.py:tiny"
 ABLATIONS = {
     "no_limb": ["model.use_limb_tokens=False"],
     "no_graph": ["model.use_graph_bias=False"],
+    "spatial_limbs": ["model.limb_temporal=False"],
     "longer_tgt": [],
 }
 # Summary key -> (table column, scale). Errors are in mm already; fractions become percent.
@@ -174,6 +178,9 @@ def run(args: argparse.Namespace) -> dict:
         raise SystemExit(
             f"real_motion: unknown --ablation {unknown}; choose from {list(ABLATIONS)}"
         )
+    refine = args.gpc_cpu > 0
+    if not refine and "longer_tgt" in chosen:
+        raise SystemExit("real_motion: --ablation longer_tgt needs a corrector (--gpc_cpu > 0)")
     variants = {"default": []} | {name: ABLATIONS[name] for name in chosen}
     calibration = {
         name: bench.calibrate("tgt", f"tgt_{name}", sets, None)
@@ -181,9 +188,9 @@ def run(args: argparse.Namespace) -> dict:
         if name != "longer_tgt"
     }
     calibration["longer_tgt"] = calibration["default"]
-    # The GPC's calibration conditions it on the default TGT's longer calibration run.
-    tgt_default = bench.workdir / "calibration" / "tgt_default_80"
-    calibration["gpc"] = bench.calibrate("gpc", "gpc", [], str(tgt_default))
+    if refine:  # the GPC's calibration conditions it on the default TGT's longer calibration run
+        tgt_default = bench.workdir / "calibration" / "tgt_default_80"
+        calibration["gpc"] = bench.calibrate("gpc", "gpc", [], str(tgt_default))
 
     def seed_runs(seed: int) -> list[dict]:
         runs = []
@@ -193,7 +200,7 @@ def run(args: argparse.Namespace) -> dict:
             tgt_dir = bench.workdir / f"seed{seed}" / f"tgt_{name}"
             cpu = bench.train("tgt", tgt_dir, seed, steps, sets)
             record = {"variant": name, "seed": seed, "tgt_steps": steps, "tgt_cpu_s": cpu}
-            if name == "default":
+            if name == "default" and refine:
                 gpc_steps = calibration["gpc"].steps_for(args.gpc_cpu)
                 gpc_dir = bench.workdir / f"seed{seed}" / "gpc"
                 gpc_cpu = bench.train("gpc", gpc_dir, seed, gpc_steps, _gpc_sets(tgt_dir))
@@ -213,7 +220,7 @@ def run(args: argparse.Namespace) -> dict:
         runs = [record for records in pool.map(seed_runs, seeds) for record in records]
     return {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": platform.processor() or platform.machine(),
+        "machine": machine.cpu_name(),
         "cpu_count": os.cpu_count(),
         "load_average": os.getloadavg(),
         "dataset": args.dataset,
@@ -291,13 +298,15 @@ def main() -> None:
     parser.add_argument("--workdir", default="runs/real_motion", help="a new directory")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--tgt_cpu", type=float, default=900.0, help="TGT CPU seconds per run")
-    parser.add_argument("--gpc_cpu", type=float, default=450.0, help="GPC CPU seconds per run")
+    parser.add_argument(
+        "--gpc_cpu", type=float, default=450.0, help="GPC CPU seconds per run (0: no corrector)"
+    )
     parser.add_argument(
         "--ablation",
         nargs="?",
         const="all",
         default="",
-        help="all, or some of no_limb,no_graph,longer_tgt",
+        help=f"all, or some of {','.join(ABLATIONS)}",
     )
     parser.add_argument("--jobs", type=int, default=1, help="seeds trained side by side")
     parser.add_argument("--tgt_set", action="append", default=[], help="TGT override KEY=VALUE")

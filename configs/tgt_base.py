@@ -39,6 +39,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # ablation: hop-distance attention bias in the spatial blocks
     config.model.use_graph_bias = True
     config.model.spatial_first = True  # ablation: spatial block before the temporal one in a layer
+    # limb tokens attend over time too; False: only the joint tokens do (about half the
+    # temporal-block cost; limb tokens see time through the joints)
+    config.model.limb_temporal = True
     config.model.remat = True  # rematerialise each scanned layer (training memory)
     config.model.scan_unroll = 1  # layers per scan iteration; depth = fully unrolled (FLOP counts)
     config.model.dtype = "float32"  # compute dtype: "float32" | "bfloat16"; params stay float32

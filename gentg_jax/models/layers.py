@@ -323,11 +323,14 @@ class SpatioTemporalLayer(_BlockFields):
       spatial_first: order of the two blocks.
       hop_distances: (N, N) graph hop distances as nested tuples; when given, the spatial block gets
         a learned per-head bias indexed by them (HopBias).
+      temporal_tokens: the temporal block attends over the frames of the first this-many tokens
+        only; the others pass it unchanged (they see time through the spatial block). None: all.
       The rest (_BlockFields) configure both blocks.
     """
 
     spatial_first: bool = True
     hop_distances: tuple[tuple[int, ...], ...] | None = None
+    temporal_tokens: int | None = None
 
     @nn.compact
     def __call__(
@@ -345,8 +348,10 @@ class SpatioTemporalLayer(_BlockFields):
             return block("spatial")(x, bias, drop_scale, cond)
 
         def temporal(x):
-            x = jnp.swapaxes(x, 1, 2)
-            return jnp.swapaxes(block("temporal")(x, None, drop_scale, cond), 1, 2)
+            span = x.shape[2] if self.temporal_tokens is None else self.temporal_tokens
+            moving = jnp.swapaxes(x[:, :, :span], 1, 2)
+            moving = jnp.swapaxes(block("temporal")(moving, None, drop_scale, cond), 1, 2)
+            return moving if span == x.shape[2] else jnp.concatenate([moving, x[:, :, span:]], 2)
 
         for fn in (spatial, temporal) if self.spatial_first else (temporal, spatial):
             x = fn(x)

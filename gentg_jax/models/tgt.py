@@ -3,8 +3,9 @@
 Each frame becomes 17 joint tokens (x, y, score) and 16 limb tokens (the bone's 2D vector, length,
 direction and the lower score of its two joints). `depth` spatio-temporal layers follow: attention
 over the 33 tokens of a frame, biased per head by hop distance in the joint+limb graph, then
-attention over the frames of each token. Heads read 3D joints and per-joint uncertainty from the
-joint tokens and 3D bones from the limb tokens.
+attention over the frames of each token (of each joint token only with `limb_temporal=False`: the
+limb tokens then see time through the joints, and the temporal blocks cost about half). Heads read
+3D joints and per-joint uncertainty from the joint tokens and 3D bones from the limb tokens.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class TemporalGraphLimbTransformer(nn.Module):
       drop_path: stochastic-depth rate of the last layer (linear from 0 at the first).
       max_frames: the longest clip; any T <= max_frames is accepted.
       use_limb_tokens / use_graph_bias / spatial_first: ablation switches.
+      limb_temporal: limb tokens take part in the temporal attention; False: only the 17 joint
+        tokens do (limb tokens are spatial only).
       remat: rematerialise each scanned layer in the backward pass.
       scan_unroll: layers per loop iteration of the layer scan; `depth` unrolls fully (same
         params) and also unrolls the attention chunk loops: XLA's cost analysis counts a loop
@@ -75,6 +78,7 @@ class TemporalGraphLimbTransformer(nn.Module):
     use_limb_tokens: bool = True
     use_graph_bias: bool = True
     spatial_first: bool = True
+    limb_temporal: bool = True
     remat: bool = True
     scan_unroll: int = 1
     dtype: str = "float32"
@@ -183,5 +187,6 @@ class TemporalGraphLimbTransformer(nn.Module):
             train=train,
             hop_distances=_graph_hops(self.use_limb_tokens) if self.use_graph_bias else None,
             attention_chunk_mib=self.attention_chunk_mib,
+            temporal_tokens=None if self.limb_temporal else skeleton.NUM_JOINTS,
         )
         return self._heads(final), {"tokens": tokens}

@@ -62,6 +62,7 @@ def spatio_temporal_trunk(
     train: bool,
     hop_distances: tuple[tuple[int, ...], ...] | None,
     attention_chunk_mib: float = 0.0,
+    temporal_tokens: int | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """The trunk the TGT and the GPC denoiser share: dropout on the embedded tokens, the model's
     `depth` scanned SpatioTemporalLayers (params under 'layers') in its compute dtype, and a final
@@ -77,7 +78,8 @@ def spatio_temporal_trunk(
       tokens: (B, T, N, D) float32 embedded tokens.
       cond: broadcastable to (B, 1, 1, C): modulates every block (TransformerBlock); None: none.
       train: enables dropout and stochastic depth (rng stream 'dropout').
-      hop_distances / attention_chunk_mib: as in SpatioTemporalLayer / TransformerBlock.
+      hop_distances / temporal_tokens / attention_chunk_mib: as in SpatioTemporalLayer /
+        TransformerBlock.
 
     Returns:
       The normalised float32 tokens for the heads, and the layers' output in the compute dtype.
@@ -102,6 +104,7 @@ def spatio_temporal_trunk(
         deterministic=not train,
         spatial_first=model.spatial_first,
         hop_distances=hop_distances,
+        temporal_tokens=temporal_tokens,
         attention_impl=model.attention_impl,
         attention_chunk_mib=attention_chunk_mib,
         unroll_chunks=model.scan_unroll >= model.depth,

@@ -1,0 +1,100 @@
+"""benchmarks/real_motion.py without training: the CPU-budget arithmetic, the table, and which
+runs it orders (training and evaluation replaced by recorders)."""
+
+import argparse
+
+import numpy as np
+import pytest
+
+from benchmarks import real_motion
+
+
+def test_calibration_is_the_line_through_two_runs():
+    calibration = real_motion.fit_calibration((20, 30.0), (80, 60.0))
+    assert calibration.per_step == pytest.approx(0.5) and calibration.fixed == pytest.approx(20.0)
+    assert calibration.steps_for(420.0) == 800
+    assert calibration.steps_for(5.0) == 1  # a budget below the fixed cost still trains a step
+    with pytest.raises(ValueError, match="different step counts"):
+        real_motion.fit_calibration((80, 1.0), (20, 2.0))
+
+
+def test_table_is_mean_and_sample_std_over_seeds_in_table_units():
+    runs = [
+        {"variant": "default", "seed": s, "tgt_steps": 10, "summary": {"p1": 80.0 + 2 * s}}
+        for s in (0, 1)
+    ]
+    runs[0]["summary"]["resampled_fraction"] = runs[1]["summary"]["resampled_fraction"] = 0.25
+    table = real_motion.aggregate(runs)
+    assert table["default"]["p1"] == (81.0, pytest.approx(np.sqrt(2.0)))
+    assert table["default"]["resampled_fraction"] == (25.0, 0.0)  # a fraction shown in percent
+    text = real_motion.format_table(table)
+    assert text.splitlines()[0] == "| variant | tgt_steps | P1 | resampled % |"
+    assert "| default | 10 +- 0 | 81 +- 1.4 | 25 +- 0 |" in text
+
+
+def _args(tmp_path, **overrides) -> argparse.Namespace:
+    args = dict(
+        dataset="mocap_h36m/all_detector",
+        data_dir=str(tmp_path / "data"),
+        workdir=str(tmp_path / "runs"),
+        tgt_set=["train.batch_size=8"],
+        gpc_set=[],
+        seeds="0,1",
+        ablation="",
+        tgt_cpu=410.0,
+        gpc_cpu=0.0,
+        jobs=1,
+    )
+    return argparse.Namespace(**(args | overrides))
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """Bench.train/evaluate replaced: every run costs 10 + 0.5 CPU s per step."""
+    calls = []
+
+    def train(self, kind, workdir, seed, steps, extra):
+        shared = self.tgt_set if kind == "tgt" else self.gpc_set
+        calls.append((kind, workdir.name, seed, steps, shared + list(extra)))
+        return 10.0 + 0.5 * steps
+
+    def evaluate(self, workdir):
+        return {"p1": 80.0, "p2": 60.0, "sigma_error_corr": 0.5}
+
+    monkeypatch.setattr(real_motion.Bench, "train", train)
+    monkeypatch.setattr(real_motion.Bench, "evaluate", evaluate)
+    return calls
+
+
+def test_tgt_only_ablation_gives_every_variant_the_same_budget(tmp_path, recorded):
+    result = real_motion.run(_args(tmp_path, ablation="no_limb,spatial_limbs"))
+    assert all(kind == "tgt" for kind, *_ in recorded)  # --gpc_cpu 0: no corrector
+    trained = [call for call in recorded if call[1].startswith("tgt_") and call[3] > 80]
+    assert len(trained) == 6 and {call[3] for call in trained} == {800}  # (410 - 10) / 0.5
+    sets = {(name, seed): extra for _, name, seed, _, extra in trained}
+    assert sets["tgt_spatial_limbs", 1] == ["train.batch_size=8", "model.limb_temporal=False"]
+    assert sets["tgt_no_limb", 0] == ["train.batch_size=8", "model.use_limb_tokens=False"]
+    assert list(result["table"]) == ["default", "no_limb", "spatial_limbs"]
+    assert result["table"]["default"]["coarse_p1"] == result["table"]["default"]["p1"]
+
+
+def test_default_with_a_corrector_trains_the_gpc_on_its_own_tgt(tmp_path, recorded):
+    result = real_motion.run(_args(tmp_path, seeds="0", gpc_cpu=110.0))
+    gpc_runs = [call for call in recorded if call[0] == "gpc"]
+    assert [call[3] for call in gpc_runs] == [20, 80, 200]  # calibration, then (110 - 10) / 0.5
+    tgt_dir = tmp_path / "runs" / "seed0" / "tgt_default"
+    assert f"tgt_workdir={tgt_dir}" in gpc_runs[-1][4]
+    assert result["runs"][0]["gpc_steps"] == 200
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"ablation": "longer_tgt"}, "needs a corrector"),
+        ({"ablation": "no_limbs"}, "unknown --ablation"),
+    ],
+)
+def test_bad_ablations_are_refused_before_any_run(tmp_path, recorded, overrides, message):
+    with pytest.raises(SystemExit, match=message):
+        real_motion.run(_args(tmp_path, **overrides))
+    assert recorded == []
