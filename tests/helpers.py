@@ -68,10 +68,10 @@ def enable_compilation_cache(base: pathlib.Path) -> str:
 def subprocess_env(cache_dir: str, num_devices: int) -> dict[str, str]:
     """Environment for a subprocess with `num_devices` CPU devices and the shared cache.
 
-    LLVM optimisation is off in subprocesses: it halves compile time, and the tiny programs run
-    in milliseconds either way. The flag costs no cache hits: another device count alone gives
-    every program (single-device ones too) a new cache key, so these subprocesses never share
-    the parent's entries.
+    LLVM optimisation is off, as in the test process (tests/conftest.py): it halves compile
+    time, and the tiny programs run in milliseconds either way. Another device count gives every
+    program (single-device ones too) a new cache key, so these subprocesses share cache entries
+    with each other, not with the parent.
     """
     env = dict(os.environ)
     env.update(
