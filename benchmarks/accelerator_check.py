@@ -228,7 +228,9 @@ def peak(info: dict, iters: int) -> dict:
 def model_flops_per_frame(config) -> float:
     frames = config.data.num_frames
     model = registry.get_task(config).model
-    return profiling.spatiotemporal_flops_per_frame(config.model, model.num_tokens, frames)
+    return profiling.spatiotemporal_flops_per_frame(
+        config.model, model.num_tokens, frames, model.temporal_tokens
+    )
 
 
 def train_mfu(variant: str, batch_size: int, iters: int, peak_info: dict) -> dict:

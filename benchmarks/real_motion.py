@@ -18,7 +18,7 @@ Variants (tiny configs):
   alone for --tgt_cpu (evaluated without a corrector):
   no_limb      config.model.use_limb_tokens=False
   no_graph     config.model.use_graph_bias=False
-  spatial_limbs config.model.limb_temporal=False (limb tokens skip the temporal attention)
+  temporal_limbs config.model.limb_temporal=True (limb tokens in the temporal attention too)
   longer_tgt   the default TGT given --tgt_cpu + --gpc_cpu (is the corrector worth its compute?)
 --gpc_cpu 0 trains no corrector: every variant, the default too, is a TGT alone (a TGT-only
 ablation in a third less time; longer_tgt then has nothing to compare and is refused).
@@ -54,7 +54,7 @@ TGT_CONFIG, GPC_CONFIG = "configs/tgt_base.py:tiny", "configs/gpc_base.py:tiny"
 ABLATIONS = {
     "no_limb": ["model.use_limb_tokens=False"],
     "no_graph": ["model.use_graph_bias=False"],
-    "spatial_limbs": ["model.limb_temporal=False"],
+    "temporal_limbs": ["model.limb_temporal=True"],
     "longer_tgt": [],
 }
 # Summary key -> (table column, scale). Errors are in mm already; fractions become percent.

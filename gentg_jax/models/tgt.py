@@ -50,8 +50,9 @@ class TemporalGraphLimbTransformer(nn.Module):
       drop_path: stochastic-depth rate of the last layer (linear from 0 at the first).
       max_frames: the longest clip; any T <= max_frames is accepted.
       use_limb_tokens / use_graph_bias / spatial_first: ablation switches.
-      limb_temporal: limb tokens take part in the temporal attention; False: only the 17 joint
-        tokens do (limb tokens are spatial only).
+      limb_temporal: limb tokens take part in the temporal attention; False (configs/tgt_base.py's
+        default): only the 17 joint tokens do (limb tokens are spatial only). True here, so a
+        config saved before this field existed restores the network it trained.
       remat: rematerialise each scanned layer in the backward pass.
       scan_unroll: layers per loop iteration of the layer scan; `depth` unrolls fully (same
         params) and also unrolls the attention chunk loops: XLA's cost analysis counts a loop
@@ -98,6 +99,11 @@ class TemporalGraphLimbTransformer(nn.Module):
     @property
     def num_tokens(self) -> int:
         return skeleton.NUM_GRAPH_NODES if self.use_limb_tokens else skeleton.NUM_JOINTS
+
+    @property
+    def temporal_tokens(self) -> int:
+        """How many tokens (the leading ones) the temporal blocks attend over."""
+        return self.num_tokens if self.limb_temporal else skeleton.NUM_JOINTS
 
     def _check_inputs(self, keypoints_2d: jax.Array, scores: jax.Array | None) -> jax.Array:
         if keypoints_2d.ndim != 4 or keypoints_2d.shape[2:] != (skeleton.NUM_JOINTS, 2):
@@ -187,6 +193,6 @@ class TemporalGraphLimbTransformer(nn.Module):
             train=train,
             hop_distances=_graph_hops(self.use_limb_tokens) if self.use_graph_bias else None,
             attention_chunk_mib=self.attention_chunk_mib,
-            temporal_tokens=None if self.limb_temporal else skeleton.NUM_JOINTS,
+            temporal_tokens=self.temporal_tokens,
         )
         return self._heads(final), {"tokens": tokens}

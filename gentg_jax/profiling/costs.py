@@ -72,15 +72,21 @@ def attention_flops(batch: int, length: int, dim: int) -> int:
 
 
 def spatiotemporal_flops_per_frame(
-    model_config: ml_collections.ConfigDict, tokens: int, frames: int
+    model_config: ml_collections.ConfigDict,
+    tokens: int,
+    frames: int,
+    temporal_tokens: int | None = None,
 ) -> float:
     """Matmul FLOPs per frame of the model's `depth` SpatioTemporalLayers (embeddings, heads and
-    per-sequence terms omitted): attention over `tokens` and over `frames`, and two MLPs."""
+    per-sequence terms omitted): a spatial block (attention over `tokens`, MLP) and a temporal
+    block (attention over `frames`, MLP) for the `temporal_tokens` that take part in it (None:
+    all; the TGT's `temporal_tokens` property)."""
     dim, hidden = model_config.dim, int(model_config.dim * model_config.mlp_ratio)
-    spatial = attention_flops(1, tokens, dim)
-    temporal = tokens * attention_flops(1, frames, dim) / frames
-    mlps = 2 * tokens * 4 * hidden * dim
-    return float(model_config.depth * (spatial + temporal + mlps))
+    moving = tokens if temporal_tokens is None else temporal_tokens
+    mlp = 4 * hidden * dim
+    spatial = attention_flops(1, tokens, dim) + tokens * mlp
+    temporal = moving * (attention_flops(1, frames, dim) / frames + mlp)
+    return float(model_config.depth * (spatial + temporal))
 
 
 def jit_compile(fn: Callable, *args: Any) -> jax.stages.Compiled:

@@ -48,14 +48,14 @@ def _tgt_costs(
         latency = timing.predict_throughput(single, task, params, one, repeats)
     with stage("throughput"):
         throughput = timing.predict_throughput(single, task, params, batch, repeats)
-    tokens = task.model.num_tokens
+    tokens, temporal_tokens = task.model.num_tokens, task.model.temporal_tokens
     with stage("FLOPs"):
         flops = costs.tgt_flops_per_frame(config, batch)
     return {
         "params": costs.param_count(params),
         "flops_per_frame": flops,
         "analytic_flops_per_frame": costs.spatiotemporal_flops_per_frame(
-            config.model, tokens, frames
+            config.model, tokens, frames, temporal_tokens
         ),
         "latency_ms": 1e3 * latency["seconds"],
         "frames_per_s": throughput["frames_per_s"],

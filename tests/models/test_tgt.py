@@ -223,12 +223,17 @@ def test_temporal_tokens_limit_the_temporal_block_to_the_leading_tokens():
 
 def test_limb_temporal_switch_keeps_params_and_changes_the_answer(tiny):
     model, params = tiny
+    assert not model.limb_temporal  # the default: limb tokens are spatial only
     keypoints, scores = inputs()
-    spatial_limbs = tiny_model(limb_temporal=False)
-    assert jax.tree.map(jnp.shape, params) == param_shapes(spatial_limbs)
-    on = apply(model, params, keypoints, scores)["joints_3d"]
-    off = apply(spatial_limbs, params, keypoints, scores)["joints_3d"]
-    assert np.all(np.isfinite(off)) and not np.allclose(on, off, atol=1e-4)
+    temporal_limbs = tiny_model(limb_temporal=True)
+    assert jax.tree.map(jnp.shape, params) == param_shapes(temporal_limbs)
+    off = apply(model, params, keypoints, scores)["joints_3d"]
+    on = apply(temporal_limbs, params, keypoints, scores)["joints_3d"]
+    assert np.all(np.isfinite(on)) and not np.allclose(on, off, atol=1e-4)
+    # A config saved before the field existed: limb tokens in the temporal attention, as trained.
+    saved = tgt_base.get_config("tiny").model
+    del saved["limb_temporal"]
+    assert TemporalGraphLimbTransformer.from_config(saved).limb_temporal
 
 
 def test_bfloat16_compute_float32_outputs(tiny):
@@ -400,12 +405,13 @@ def test_embeddings():
         table.apply(params, 11)
 
 
-def analytic_flops_per_frame(dim, depth, mlp_ratio, tokens, frames):
+def analytic_flops_per_frame(dim, depth, mlp_ratio, tokens, frames, temporal_tokens):
     """Matmul FLOPs (2 per multiply-add) of one frame's forward pass."""
-    projections = 2 * (4 + 2 * mlp_ratio) * dim**2 * tokens  # qkv, out and MLP, per block
+    projections = 2 * (4 + 2 * mlp_ratio) * dim**2  # qkv, out and MLP of one token in a block
     spatial_attention = 2 * 2 * tokens**2 * dim
-    temporal_attention = 2 * 2 * tokens * frames * dim
-    return depth * (2 * projections + spatial_attention + temporal_attention)
+    temporal_attention = 2 * 2 * temporal_tokens * frames * dim
+    blocks = projections * (tokens + temporal_tokens)
+    return depth * (blocks + spatial_attention + temporal_attention)
 
 
 def test_tiny_flops_match_analytic_estimate_and_unroll_matches_loop(tiny):
@@ -419,9 +425,20 @@ def test_tiny_flops_match_analytic_estimate_and_unroll_matches_loop(tiny):
     fn = jax.jit(lambda p, x, s: unrolled.apply({"params": p}, x, s)[0])
     compiled = fn.lower(params, keypoints, scores).compile()
     flops = compiled.cost_analysis()["flops"] / frames
-    estimate = analytic_flops_per_frame(config.dim, config.depth, config.mlp_ratio, 33, frames)
+    assert unrolled.temporal_tokens == 17  # the default: limb tokens are spatial only
+    estimate = analytic_flops_per_frame(
+        config.dim, config.depth, config.mlp_ratio, 33, frames, temporal_tokens=17
+    )
     assert flops > 0
     assert 0.8 < flops / estimate < 1.5, (flops, estimate)
+    # Limb tokens in the temporal blocks too: 33 tokens there, and XLA counts that much more.
+    all_temporal = tiny_model(scan_unroll=config.depth, limb_temporal=True)
+    fn_all = jax.jit(lambda p, x, s: all_temporal.apply({"params": p}, x, s)[0])
+    flops_all = fn_all.lower(params, keypoints, scores).compile().cost_analysis()["flops"] / frames
+    estimate_all = analytic_flops_per_frame(
+        config.dim, config.depth, config.mlp_ratio, 33, frames, temporal_tokens=33
+    )
+    assert flops_all - flops == pytest.approx(estimate_all - estimate, rel=0.3)
     looped = apply(model, params, keypoints, scores)["joints_3d"]
     np.testing.assert_allclose(
         compiled(params, keypoints, scores)["joints_3d"], looped, rtol=1e-4, atol=1e-5
