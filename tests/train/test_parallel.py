@@ -54,19 +54,29 @@ _LAYOUTS_SCRIPT = textwrap.dedent(
         for batch in batches:
             state, metrics = step(state, layout.shard_batch(batch))
         params[f"{mode}/{micro_batch}"] = layout.unreplicate(state.params)
-    diffs = {
-        run: max(
-            float(np.max(np.abs(a - b)))
-            for a, b in zip(jax.tree.leaves(params["single/0"]), jax.tree.leaves(leaves))
+    # Parameters whose gradient is exactly zero in exact arithmetic (the attention key bias
+    # inside the qkv bias: softmax ignores a shift; the root-subtracted joint-head bias) get
+    # float noise that Adam normalises up to ~1e-5 per step: compared apart, more loosely.
+    def zero_gradient(path):
+        name = jax.tree_util.keystr(path)
+        return "['qkv']['bias']" in name or "['joint_head']['bias']" in name
+
+    def max_diff(leaves, noisy):
+        pairs = zip(
+            jax.tree_util.tree_leaves_with_path(params["single/0"]), jax.tree.leaves(leaves)
         )
-        for run, leaves in params.items()
-        if run != "single/0"
-    }
+        return max(
+            float(np.max(np.abs(a - b))) for (path, a), b in pairs if zero_gradient(path) == noisy
+        )
+
+    runs = [run for run in params if run != "single/0"]
+    diffs = {run: max_diff(params[run], False) for run in runs}
+    noisy = {run: max_diff(params[run], True) for run in runs}
     moved = max(
         float(np.max(np.abs(a - b)))
         for a, b in zip(jax.tree.leaves(initial.params), jax.tree.leaves(params["single/0"]))
     )
-    print("RESULT", json.dumps({"diffs": diffs, "moved": moved}))
+    print("RESULT", json.dumps({"diffs": diffs, "noisy": noisy, "moved": moved}))
     """
 )
 
@@ -109,6 +119,7 @@ def test_single_pmap_sharded_steps_agree(tiny_data_dir, compilation_cache):
     # pmap, sharded jit and micro-batched steps: the single-device whole-batch parameters.
     assert set(report["diffs"]) == {"pmap/0", "sharded/0", "single/4", "pmap/1", "sharded/1"}
     assert max(report["diffs"].values()) < 1e-5, report
+    assert max(report["noisy"].values()) < 1e-4, report
 
 
 def test_two_process_run_matches_single_process(tiny_data_dir, compilation_cache, tmp_path):
