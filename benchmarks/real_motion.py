@@ -13,12 +13,13 @@ actually used are recorded. Evaluation
 (`experiments.evaluate`, the whole test split) is not counted in the budget.
 
 Variants (tiny configs):
-  default      TGT (limb tokens, graph bias) for --tgt_cpu, then the GPC on it for --gpc_cpu
-  --ablation adds (all of them, or those named: --ablation no_limb,longer_tgt), each a TGT
+  default      TGT (17 joint tokens, graph bias) for --tgt_cpu, then the GPC on it for --gpc_cpu
+  --ablation adds (all of them, or those named: --ablation limb_tokens,longer_tgt), each a TGT
   alone for --tgt_cpu (evaluated without a corrector):
-  no_limb      config.model.use_limb_tokens=False
+  limb_tokens  config.model.use_limb_tokens=True (16 limb tokens, spatial attention only)
+  temporal_limbs  limb tokens in the temporal attention too (model.limb_temporal=True)
+  limbs_on_joints  limb features added to the joint tokens (model.limbs_on_joints=True)
   no_graph     config.model.use_graph_bias=False
-  temporal_limbs config.model.limb_temporal=True (limb tokens in the temporal attention too)
   longer_tgt   the default TGT given --tgt_cpu + --gpc_cpu (is the corrector worth its compute?)
 --gpc_cpu 0 trains no corrector: every variant, the default too, is a TGT alone (a TGT-only
 ablation in a third less time; longer_tgt then has nothing to compare and is refused).
@@ -52,9 +53,10 @@ from gentg_jax.profiling import machine
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TGT_CONFIG, GPC_CONFIG = "configs/tgt_base.py:tiny", "configs/gpc_base.py:tiny"
 ABLATIONS = {
-    "no_limb": ["model.use_limb_tokens=False"],
+    "limb_tokens": ["model.use_limb_tokens=True"],
+    "temporal_limbs": ["model.use_limb_tokens=True", "model.limb_temporal=True"],
+    "limbs_on_joints": ["model.limbs_on_joints=True"],
     "no_graph": ["model.use_graph_bias=False"],
-    "temporal_limbs": ["model.limb_temporal=True"],
     "longer_tgt": [],
 }
 # Summary key -> (table column, scale). Errors are in mm already; fractions become percent.

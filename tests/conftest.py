@@ -17,19 +17,20 @@ import sys
 
 import pytest
 
-# LLVM optimisation off before jax starts its backend: it halves compile time, most of the suite's
-# time, and the tiny test programs run in milliseconds either way (the subprocesses of
-# helpers.subprocess_env do the same). Speed is measured by benchmarks/, never here.
-if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
-    ).strip()
-
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests import helpers  # noqa: E402  (needs the root on sys.path)
+
+# LLVM optimisation off before jax starts its backend (importing jax does not start it): it
+# halves compile time, most of the suite's time, and the tiny test programs run in milliseconds
+# either way (the subprocesses of helpers.subprocess_env do the same). Speed is measured by
+# benchmarks/, never here.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " " + helpers.FAST_COMPILE_FLAG
+    ).strip()
 
 
 def _shared_temp(tmp_path_factory) -> pathlib.Path:

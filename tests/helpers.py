@@ -30,6 +30,10 @@ SUBJECTS_TEST = ("S9",)
 ACTIONS = ("Directions", "Sitting", "Walking")
 FRAMES_PER_SEQUENCE = 60
 
+# LLVM optimisation off in the test process and its subprocesses: compile time is most of the
+# suite's time, and the tiny programs run in milliseconds either way.
+FAST_COMPILE_FLAG = "--xla_backend_optimization_level=0"
+
 
 def build_tiny_dataset(base: pathlib.Path) -> str:
     """Builds synthetic_h36m/detector (S1 train, S9 test, 3 actions) under `base` once."""
@@ -68,17 +72,13 @@ def enable_compilation_cache(base: pathlib.Path) -> str:
 def subprocess_env(cache_dir: str, num_devices: int) -> dict[str, str]:
     """Environment for a subprocess with `num_devices` CPU devices and the shared cache.
 
-    LLVM optimisation is off, as in the test process (tests/conftest.py): it halves compile
-    time, and the tiny programs run in milliseconds either way. Another device count gives every
-    program (single-device ones too) a new cache key, so these subprocesses share cache entries
-    with each other, not with the parent.
+    LLVM optimisation is off (FAST_COMPILE_FLAG), as in the test process. Another device count
+    gives every program (single-device ones too) a new cache key, so these subprocesses share
+    cache entries with each other, not with the parent.
     """
     env = dict(os.environ)
     env.update(
-        XLA_FLAGS=(
-            f"--xla_force_host_platform_device_count={num_devices} "
-            "--xla_backend_optimization_level=0"
-        ),
+        XLA_FLAGS=(f"--xla_force_host_platform_device_count={num_devices} {FAST_COMPILE_FLAG}"),
         JAX_PLATFORMS="cpu",
         JAX_COMPILATION_CACHE_DIR=cache_dir,
         JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",

@@ -67,14 +67,15 @@ def recorded(monkeypatch):
 
 
 def test_tgt_only_ablation_gives_every_variant_the_same_budget(tmp_path, recorded):
-    result = real_motion.run(_args(tmp_path, ablation="no_limb,temporal_limbs"))
+    result = real_motion.run(_args(tmp_path, ablation="limb_tokens,temporal_limbs"))
     assert all(kind == "tgt" for kind, *_ in recorded)  # --gpc_cpu 0: no corrector
     trained = [call for call in recorded if call[1].startswith("tgt_") and call[3] > 80]
     assert len(trained) == 6 and {call[3] for call in trained} == {800}  # (410 - 10) / 0.5
     sets = {(name, seed): extra for _, name, seed, _, extra in trained}
-    assert sets["tgt_temporal_limbs", 1] == ["train.batch_size=8", "model.limb_temporal=True"]
-    assert sets["tgt_no_limb", 0] == ["train.batch_size=8", "model.use_limb_tokens=False"]
-    assert list(result["table"]) == ["default", "no_limb", "temporal_limbs"]
+    limbs = ["train.batch_size=8", "model.use_limb_tokens=True"]
+    assert sets["tgt_temporal_limbs", 1] == [*limbs, "model.limb_temporal=True"]
+    assert sets["tgt_limb_tokens", 0] == limbs
+    assert list(result["table"]) == ["default", "limb_tokens", "temporal_limbs"]
     assert result["table"]["default"]["coarse_p1"] == result["table"]["default"]["p1"]
 
 

@@ -1,12 +1,14 @@
 """TemporalGraphLimbTransformer (TGT): 2D keypoint sequences -> root-relative 3D poses.
 
-Each frame becomes 17 joint tokens (x, y, score) and 16 limb tokens (the bone's 2D vector, length,
-direction and the lower score of its two joints). `depth` spatio-temporal layers follow: attention
-over the 33 tokens of a frame, biased per head by hop distance in the joint+limb graph, then
-attention over the frames of each token (of each joint token only with `limb_temporal=False`: the
-limb tokens then see time through the joints, and the temporal blocks cost about half). Heads read
-3D joints and per-joint uncertainty from the joint tokens and 3D bones from the limb tokens.
-"""
+Each frame becomes 17 joint tokens (x, y, score) and, with `use_limb_tokens`, 16 limb tokens (the
+bone's 2D vector, length, direction and the lower score of its two joints). `depth`
+spatio-temporal layers follow: attention over the tokens of a frame, biased per head by hop
+distance in the joint+limb graph, then attention over the frames of each token (of each joint
+token only with `limb_temporal=False`: the limb tokens then see time through the joints). Heads
+read 3D joints and per-joint uncertainty from the joint tokens and 3D bones from the limb tokens
+(without them: the joint head's own bone vectors, or a bone head on the joint tokens with
+`limbs_on_joints`). configs/tgt_base.py turns the limb tokens off: at equal training CPU time
+on real motion the 17-token network is more accurate (README, Accuracy)."""
 
 from __future__ import annotations
 
@@ -50,6 +52,9 @@ class TemporalGraphLimbTransformer(nn.Module):
       drop_path: stochastic-depth rate of the last layer (linear from 0 at the first).
       max_frames: the longest clip; any T <= max_frames is accepted.
       use_limb_tokens / use_graph_bias / spatial_first: ablation switches.
+      limbs_on_joints: with use_limb_tokens=False, embed the limb features anyway and add each
+        limb's embedding to the token of the joint it ends at (every non-root joint ends one
+        limb); the bone head reads those joint tokens. Limb information at 17 tokens' cost.
       limb_temporal: limb tokens take part in the temporal attention; False (configs/tgt_base.py's
         default): only the 17 joint tokens do (limb tokens are spatial only). True here, so a
         config saved before this field existed restores the network it trained.
@@ -77,6 +82,7 @@ class TemporalGraphLimbTransformer(nn.Module):
     drop_path: float = 0.1
     max_frames: int = 243
     use_limb_tokens: bool = True
+    limbs_on_joints: bool = False
     use_graph_bias: bool = True
     spatial_first: bool = True
     limb_temporal: bool = True
@@ -124,10 +130,15 @@ class TemporalGraphLimbTransformer(nn.Module):
         """(B, T, 17, 2), (B, T, 17) -> tokens (B, T, N, dim) float32."""
         joint_in = jnp.concatenate([keypoints_2d, scores[..., None]], axis=-1)
         tokens = nn.Dense(self.dim, name="joint_embed")(joint_in)
-        if self.use_limb_tokens:
+        if self.use_limb_tokens and self.limbs_on_joints:
+            raise ValueError("limbs_on_joints=True needs use_limb_tokens=False")
+        if self.use_limb_tokens or self.limbs_on_joints:
             limb_in = limb_features(keypoints_2d, scores)
             limbs = nn.Dense(self.dim, name="limb_embed")(limb_in)
-            tokens = jnp.concatenate([tokens, limbs], axis=2)
+            if self.use_limb_tokens:
+                tokens = jnp.concatenate([tokens, limbs], axis=2)
+            else:
+                tokens = tokens.at[:, :, skeleton.LIMB_CHILDREN].add(limbs)
         tokens = tokens + layers.LearnedEmbedding(self.num_tokens, self.dim, name="token_embed")()
         time = layers.LearnedEmbedding(self.max_frames, self.dim, name="time_embed")
         return tokens + time(keypoints_2d.shape[1])[:, None, :]
@@ -139,6 +150,8 @@ class TemporalGraphLimbTransformer(nn.Module):
         joints_3d = joints_3d - joints_3d[:, :, skeleton.ROOT : skeleton.ROOT + 1]
         if self.use_limb_tokens:
             bones_3d = nn.Dense(3, name="bone_head")(tokens[:, :, skeleton.NUM_JOINTS :])
+        elif self.limbs_on_joints:
+            bones_3d = nn.Dense(3, name="bone_head")(joints[:, :, skeleton.LIMB_CHILDREN])
         else:
             bones_3d = skeleton.limb_vectors(joints_3d)
         # Bias init log(5 cm): a typical per-joint error, so the NLL starts near its optimum.

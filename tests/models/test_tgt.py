@@ -16,8 +16,10 @@ B, T = 2, 9
 
 
 def tiny_model(**overrides) -> TemporalGraphLimbTransformer:
+    """The tiny joint+limb TGT (limb tokens are off in the default config), so that every switch
+    has something to switch; `overrides` set model fields."""
     config = tgt_base.get_config("tiny").model
-    config.update(overrides)
+    config.update({"use_limb_tokens": True, **overrides})
     return TemporalGraphLimbTransformer.from_config(config)
 
 
@@ -95,7 +97,8 @@ def test_variant_shapes_by_eval_shape(variant):
     assert out["joints_3d"].shape == (1, frames, 17, 3)
     assert out["bones_3d"].shape == (1, frames, 16, 3)
     assert out["log_sigma"].shape == (1, frames, 17)
-    assert aux["tokens"].shape == (1, frames, 33, config.dim)
+    assert aux["tokens"].shape == (1, frames, model.num_tokens, config.dim)
+    assert model.num_tokens == 17  # the default: joint tokens only
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves((out, params)))
     qkv = params["layers"]["spatial"]["attn"]["qkv"]["kernel"]
     assert qkv.shape[0] == config.depth  # scanned: one leading axis for the layers
@@ -141,6 +144,39 @@ def test_limb_tokens_switch(tiny):
     assert not np.allclose(on["joints_3d"], off["joints_3d"], atol=1e-4)
     # The limb head is its own prediction, not derived from the joints.
     assert not np.allclose(on["bones_3d"], skeleton.limb_vectors(on["joints_3d"]), atol=1e-4)
+
+
+def test_limbs_on_joints_adds_limb_embeddings_to_the_joint_each_limb_ends_at():
+    plain = tiny_model(use_limb_tokens=False)
+    fused = tiny_model(use_limb_tokens=False, limbs_on_joints=True)
+    params = random_params(fused)
+    plain_params = {k: v for k, v in params.items() if k not in ("limb_embed", "bone_head")}
+    assert jax.tree.map(jnp.shape, plain_params) == param_shapes(plain)
+    keypoints, scores = inputs()
+    # A zero limb embedding leaves the 17-token network's answer.
+    silent = dict(params, limb_embed=jax.tree.map(jnp.zeros_like, params["limb_embed"]))
+    np.testing.assert_allclose(
+        apply(fused, silent, keypoints, scores)["joints_3d"],
+        apply(plain, plain_params, keypoints, scores)["joints_3d"],
+        rtol=1e-6,
+        atol=1e-7,
+    )
+    # A limb embedding that is only a bias adds it to the 16 non-root joints' tokens, as a
+    # token embedding of those joints would.
+    bias = params["limb_embed"]["bias"]
+    only_bias = dict(silent, limb_embed={**silent["limb_embed"], "bias": bias})
+    shifted = params["token_embed"]["embedding"].at[skeleton.LIMB_CHILDREN].add(bias)
+    as_token_embed = dict(plain_params, token_embed={"embedding": shifted})
+    np.testing.assert_allclose(
+        apply(fused, only_bias, keypoints, scores)["joints_3d"],
+        apply(plain, as_token_embed, keypoints, scores)["joints_3d"],
+        atol=1e-5,  # the same sum in another order
+    )
+    out = apply(fused, params, keypoints, scores)
+    assert out["bones_3d"].shape == (B, T, 16, 3)
+    assert not np.allclose(out["bones_3d"], skeleton.limb_vectors(out["joints_3d"]), atol=1e-4)
+    with pytest.raises(ValueError, match="limbs_on_joints=True needs use_limb_tokens=False"):
+        random_params(tiny_model(limbs_on_joints=True))
 
 
 def test_graph_bias_switch_and_hop_indexing(tiny):
