@@ -47,8 +47,8 @@ from gentg_jax.train import parallel, registry
 
 GIB = 2.0**30
 FIGURES = ("infer_b1", "infer_b8", "train_b8")
-# Same-run speed ratios TGT / MixSTE-shaped reference to reach (the TGT base does 0.415
-# GFLOP/frame, the reference 1.22: equal efficiency would give ~2.9), and the training memory bound.
+# Same-run speed ratios TGT / MixSTE-shaped reference to reach (the TGT base does 0.290
+# GFLOP/frame, the reference 1.22: equal efficiency would give ~4.2), and the training memory bound.
 TARGET_RATIO = {"infer_b1": 1.6, "infer_b8": 1.6, "train_b8": 1.6}
 TARGET_TRAIN_GIB = 8.0
 _LABELS = {
