@@ -71,3 +71,36 @@ def test_accelerator_check_cpu_path(tmp_path, compilation_cache):
     assert results["checks"]["train"]["mfu"] > 0
     assert results["checks"]["inference"]["best"]["frames_per_s"] > 0
     assert results["checks"]["gpc"]["refine_tgt_forwards"] > 0
+
+
+def _cpu_layouts(cache_dir, *flags):
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks.cpu_layouts", "--config", "tiny", *flags],
+        env=helpers.subprocess_env(cache_dir, 2),
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_cpu_layouts_times_every_layout_on_two_devices(tmp_path, compilation_cache):
+    out = tmp_path / "cpu_layouts.json"
+    result = _cpu_layouts(compilation_cache, "--batch", "4", "--iters", "1", "--json", str(out))
+    assert result.returncode == 0, result.stderr[-4000:]
+    results = json.loads(out.read_text())
+    assert results["machine"]["device_count"] == 2 and results["batch"] == 4
+    for figure in ("forward", "train_step"):
+        row = results[figure]
+        assert set(row) == {"single", "pmap", "sharded"}
+        assert all(len(row[m]["wall"]) == 1 and row[m]["wall_s"] > 0 for m in row)
+        for mode in ("pmap", "sharded"):
+            expected = row["single"]["wall_s"] / row[mode]["wall_s"]
+            assert abs(row[mode]["speedup_over_single"] - expected) < 1e-12
+    assert "single/pmap" in result.stdout
+
+
+def test_cpu_layouts_refuses_a_batch_the_devices_do_not_divide(compilation_cache):
+    result = _cpu_layouts(compilation_cache, "--batch", "3")
+    assert result.returncode == 2
+    assert "--batch 3 is not divisible by --devices 2" in result.stderr
