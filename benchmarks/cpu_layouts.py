@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 
-from benchmarks.tgt_throughput import force_host_devices
 from configs import tgt_base
 from gentg_jax import files, profiling
 from gentg_jax.profiling import machine
@@ -29,11 +27,10 @@ FIGURES = ("forward", "train_step")
 
 def layout_calls(figure: str, config, task, params, batch) -> dict:
     """{layout: zero-argument call} for one figure on the same host batch."""
-    calls = {}
+    calls, forward = {}, profiling.programs.tgt_forward(task.model)
     for mode in LAYOUTS:
         layout = parallel.DataParallel(mode)
         if figure == "forward":
-            forward = profiling.programs.tgt_forward(task.model)
             calls[mode], _ = profiling.predict_call(layout, forward, params, batch)
         else:
             calls[mode], _ = profiling.train_call(config, layout, task, params, batch)
@@ -42,10 +39,7 @@ def layout_calls(figure: str, config, task, params, batch) -> dict:
 
 def summarize(times: dict[str, dict[str, list[float]]]) -> dict:
     """Median wall and CPU seconds and utilisation per layout; single / layout wall ratios."""
-    out = {}
-    for mode, runs in times.items():
-        wall, cpu = statistics.median(runs["wall"]), statistics.median(runs["cpu"])
-        out[mode] = {**runs, "wall_s": wall, "cpu_s": cpu, "util": cpu / wall}
+    out = profiling.summarize_times(times)
     for mode in LAYOUTS[1:]:
         out[mode]["speedup_over_single"] = out["single"]["wall_s"] / out[mode]["wall_s"]
     return out
@@ -76,18 +70,17 @@ def main() -> None:
     args = parser.parse_args()
     if args.batch % args.devices:
         parser.error(f"--batch {args.batch} is not divisible by --devices {args.devices}")
-    force_host_devices(args.devices)
+    machine.force_host_devices(args.devices)
     config = tgt_base.get_config(args.config)
     task = registry.get_task(config)
     frames = config.data.num_frames
     params = profiling.init_params(task, profiling.synthetic_batch(1, frames), config.seed)
     batch = profiling.synthetic_batch(args.batch, frames)
     results = {"machine": machine.machine_info(), "variant": args.config, "batch": args.batch}
-    results["load_before"] = os.getloadavg()[0]
     for figure in FIGURES:
         calls = layout_calls(figure, config, task, params, batch)
         results[figure] = summarize(profiling.alternating_times(calls, args.iters))
-    results["load_after"] = os.getloadavg()[0]
+    results["machine"]["load_after"] = os.getloadavg()[0]
     print(f"{results['machine']['date']}  TGT-{args.config}, batch {args.batch}, T={frames}")
     print(format_table(results))
     files.write_json(args.json, results)

@@ -19,7 +19,6 @@ the measured matmul rate.
 """
 
 import argparse
-import os
 
 import jax.numpy as jnp
 
@@ -115,8 +114,7 @@ def measure(args: argparse.Namespace, dtype: str, mode: str, forward_flops: floa
 def main() -> None:
     args = parse_args()
     if args.devices:
-        flag = f"--xla_force_host_platform_device_count={args.devices}"
-        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
+        machine.force_host_devices(args.devices)
     # XLA reads XLA_FLAGS once, when the backend starts: before the first device query below.
     info = machine.machine_info()
     modes, dtypes = args.modes.split(","), args.dtypes.split(",")

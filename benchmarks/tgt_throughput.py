@@ -58,15 +58,6 @@ _LABELS = {
 }
 
 
-def force_host_devices(count: int) -> None:
-    """Asks XLA for `count` CPU devices (XLA_FLAGS; read once, when the backend starts, so this
-    works before the first device query of the process and is a no-op after it)."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" not in flags:
-        flag = f"--xla_force_host_platform_device_count={count}"
-        os.environ["XLA_FLAGS"] = f"{flags} {flag}".strip()
-
-
 def memory_gib(memory: dict[str, int] | None) -> dict[str, float] | None:
     """profiling.memory_analysis's byte counts in GiB; peak_gib is its total_bytes (donated
     outputs alias their arguments, so they are not counted twice)."""
@@ -79,10 +70,9 @@ def memory_gib(memory: dict[str, int] | None) -> dict[str, float] | None:
 
 def summarize(times: dict[str, dict[str, list[float]]], items: int) -> dict:
     """Medians, rates, utilisation and same-round ratios of alternating_times' 'tgt' and 'ref'."""
-    out = {}
-    for name, runs in times.items():
-        wall, cpu = statistics.median(runs["wall"]), statistics.median(runs["cpu"])
-        out[name] = {**runs, "wall_s": wall, "cpu_s": cpu, "util": cpu / wall, "rate": items / wall}
+    out = profiling.summarize_times(times)
+    for row in out.values():
+        row["rate"] = items / row["wall_s"]
     rounds = zip(times["tgt"]["wall"], times["ref"]["wall"], strict=True)
     out["ratio"] = statistics.median(ref / ours for ours, ref in rounds)
     rounds = zip(times["tgt"]["cpu"], times["ref"]["cpu"], strict=True)
@@ -231,7 +221,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.cpu_devices > 1:
-        force_host_devices(args.cpu_devices)
+        machine.force_host_devices(args.cpu_devices)
     figures = [f for f in args.figures.split(",") if f]
     if unknown := sorted(set(figures) - set(FIGURES)):
         raise ValueError(f"--figures {unknown}: choose from {FIGURES}")

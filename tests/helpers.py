@@ -78,7 +78,7 @@ def subprocess_env(cache_dir: str, num_devices: int) -> dict[str, str]:
     """
     env = dict(os.environ)
     env.update(
-        XLA_FLAGS=(f"--xla_force_host_platform_device_count={num_devices} {FAST_COMPILE_FLAG}"),
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices} {FAST_COMPILE_FLAG}",
         JAX_PLATFORMS="cpu",
         JAX_COMPILATION_CACHE_DIR=cache_dir,
         JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",

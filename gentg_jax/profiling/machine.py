@@ -25,6 +25,16 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def force_host_devices(count: int) -> None:
+    """Asks XLA for `count` CPU devices (XLA_FLAGS; read once, when the backend starts, so this
+    works before the first device query of the process and is a no-op after it, or when the
+    flags already name a count)."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" not in flags:
+        flag = f"--xla_force_host_platform_device_count={count}"
+        os.environ["XLA_FLAGS"] = f"{flags} {flag}".strip()
+
+
 def machine_info() -> dict:
     """The date (UTC), the default devices, the CPU and the 1-minute load average now."""
     device = jax.devices()[0]

@@ -169,3 +169,13 @@ def alternating_times(
             out[name]["wall"].append(time.perf_counter() - start)
             out[name]["cpu"].append(time.process_time() - start_cpu)
     return out
+
+
+def summarize_times(times: Mapping[str, Mapping[str, list[float]]]) -> dict[str, dict[str, Any]]:
+    """alternating_times' rounds with their medians: per name the rounds plus 'wall_s',
+    'cpu_s' (median seconds) and 'util' (cpu_s / wall_s, the cores kept busy)."""
+    out = {}
+    for name, runs in times.items():
+        wall, cpu = statistics.median(runs["wall"]), statistics.median(runs["cpu"])
+        out[name] = {**runs, "wall_s": wall, "cpu_s": cpu, "util": cpu / wall}
+    return out
