@@ -21,12 +21,18 @@ Variants (tiny configs):
   limbs_on_joints  limb features added to the joint tokens (model.limbs_on_joints=True)
   no_graph     config.model.use_graph_bias=False
   longer_tgt   the default TGT given --tgt_cpu + --gpc_cpu (is the corrector worth its compute?)
+Two corrector variants start from the default TGT of the same seed (its run is not repeated):
+  e2e          a GPC for half of --gpc_cpu, then end-to-end fine-tuning of the TGT and that GPC
+               together (experiments.finetune_e2e) for the other half: the same total CPU
+  longer_gpc   the GPC given 3x --gpc_cpu (does the corrector's gain come with budget?)
 --gpc_cpu 0 trains no corrector: every variant, the default too, is a TGT alone (a TGT-only
 ablation in a third less time; longer_tgt then has nothing to compare and is refused).
 
-`--tgt_set` / `--gpc_set` (repeatable KEY=VALUE config overrides) apply to every run, so a
-training lever is measured by running this script twice. Prints one table (mean +- std over
-seeds) and writes everything (per run: steps, CPU s, summary) to --json.
+`--tgt_set` / `--gpc_set` (repeatable KEY=VALUE config overrides) apply to every run.
+`--variant NAME:KEY=VALUE` (repeatable; a NAME again adds a key) adds a TGT variant of your own,
+trained and evaluated alone like the ablations, so a training lever is measured against the
+default in one run (`--variant nll_beta0:loss.uncertainty_beta=0.0`). Prints one table (mean +-
+std over seeds) and writes everything (per run: steps, CPU s, summary) to --json.
 
 Refinement levers need no training: `--sweep GPC_WORKDIR --refine "start_factor=0.5" --refine
 "selection='window_fraction',top_fraction=0.2"` evaluates one trained GPC under each setting of
@@ -51,14 +57,24 @@ from gentg_jax import files
 from gentg_jax.profiling import machine
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-TGT_CONFIG, GPC_CONFIG = "configs/tgt_base.py:tiny", "configs/gpc_base.py:tiny"
 ABLATIONS = {
     "limb_tokens": ["model.use_limb_tokens=True"],
     "temporal_limbs": ["model.use_limb_tokens=True", "model.limb_temporal=True"],
     "limbs_on_joints": ["model.limbs_on_joints=True"],
     "no_graph": ["model.use_graph_bias=False"],
     "longer_tgt": [],
+    "e2e": [],
+    "longer_gpc": [],
 }
+# Variants that reuse the default TGT run and differ in the corrector.
+CORRECTOR_VARIANTS = ("e2e", "longer_gpc")
+LONGER_GPC_FACTOR = 3.0
+CONFIGS = {
+    "tgt": "configs/tgt_base.py:tiny",
+    "gpc": "configs/gpc_base.py:tiny",
+    "e2e": "configs/e2e_finetune.py:tiny",
+}
+COMMANDS = {"tgt": "train_tgt", "gpc": "train_gpc", "e2e": "finetune_e2e"}
 # Summary key -> (table column, scale). Errors are in mm already; fractions become percent.
 COLUMNS = {
     "coarse_p1": ("TGT P1", 1.0),
@@ -72,6 +88,7 @@ COLUMNS = {
     "kept_error_after": ("kept after", 1.0),
     "sigma_error_corr": ("sigma-err corr", 1.0),
     "sigma_error_slope": ("sigma slope", 1.0),
+    "sigma_corr_ceiling": ("corr ceiling", 1.0),
 }
 
 
@@ -137,12 +154,17 @@ class Bench:
         return [f"--config.{item}" for item in sets]
 
     def train(self, kind: str, workdir: pathlib.Path, seed: int, steps: int, extra: list[str]):
-        """CPU seconds of one training run from scratch in `workdir`."""
+        """CPU seconds of one training run from scratch in `workdir` (kind: tgt, gpc or e2e;
+        --tgt_set / --gpc_set apply to the first two)."""
         if workdir.exists():
             raise FileExistsError(f"{workdir} exists: choose a new --workdir")
-        config = TGT_CONFIG if kind == "tgt" else GPC_CONFIG
-        sets = (self.tgt_set if kind == "tgt" else self.gpc_set) + extra
-        command = [f"experiments.train_{kind}", f"--config={config}", f"--workdir={workdir}"]
+        shared = {"tgt": self.tgt_set, "gpc": self.gpc_set}.get(kind, [])
+        sets = shared + extra
+        command = [
+            f"experiments.{COMMANDS[kind]}",
+            f"--config={CONFIGS[kind]}",
+            f"--workdir={workdir}",
+        ]
         workdir.parent.mkdir(parents=True, exist_ok=True)
         return run_command(command + self._flags(seed, steps, sets), workdir.with_suffix(".log"))
 
@@ -154,18 +176,24 @@ class Bench:
         )
         return json.loads((workdir / "eval" / "eval.json").read_text())["summary"]
 
-    def calibrate(self, kind: str, name: str, extra: list[str], tgt: str | None) -> Calibration:
+    def calibrate(self, kind: str, name: str, extra: list[str]) -> Calibration:
         """Two short runs (20 and 80 steps) of a model variant."""
         points = []
         for steps in (20, 80):
-            workdir = self.workdir / "calibration" / f"{name}_{steps}"
-            sets = extra + (_gpc_sets(tgt) if tgt else [])
-            points.append((steps, self.train(kind, workdir, 0, steps, sets)))
+            workdir = self.calibration_dir(name, steps)
+            points.append((steps, self.train(kind, workdir, 0, steps, extra)))
         return fit_calibration(*points)
+
+    def calibration_dir(self, name: str, steps: int) -> pathlib.Path:
+        return self.workdir / "calibration" / f"{name}_{steps}"
 
 
 def _gpc_sets(tgt_workdir: pathlib.Path | str) -> list[str]:
     return [f"tgt_workdir={tgt_workdir}", "train_from_gt_noise=False"]
+
+
+def _e2e_sets(gpc_workdir: pathlib.Path | str) -> list[str]:
+    return [f"gpc_workdir={gpc_workdir}"]
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -181,32 +209,70 @@ def run(args: argparse.Namespace) -> dict:
             f"real_motion: unknown --ablation {unknown}; choose from {list(ABLATIONS)}"
         )
     refine = args.gpc_cpu > 0
-    if not refine and "longer_tgt" in chosen:
-        raise SystemExit("real_motion: --ablation longer_tgt needs a corrector (--gpc_cpu > 0)")
+    if not refine and (needing := [n for n in chosen if n in ("longer_tgt", *CORRECTOR_VARIANTS)]):
+        raise SystemExit(f"real_motion: --ablation {needing} needs a corrector (--gpc_cpu > 0)")
     variants = {"default": []} | {name: ABLATIONS[name] for name in chosen}
+    for name, sets in parse_variants(args.variant).items():
+        if name in variants:
+            raise SystemExit(f"real_motion: --variant {name} is already a variant")
+        variants[name] = sets
     calibration = {
-        name: bench.calibrate("tgt", f"tgt_{name}", sets, None)
+        name: bench.calibrate("tgt", f"tgt_{name}", sets)
         for name, sets in variants.items()
-        if name != "longer_tgt"
+        if name not in ("longer_tgt", *CORRECTOR_VARIANTS)
     }
     calibration["longer_tgt"] = calibration["default"]
     if refine:  # the GPC's calibration conditions it on the default TGT's longer calibration run
-        tgt_default = bench.workdir / "calibration" / "tgt_default_80"
-        calibration["gpc"] = bench.calibrate("gpc", "gpc", [], str(tgt_default))
+        tgt_default = bench.calibration_dir("tgt_default", 80)
+        calibration["gpc"] = bench.calibrate("gpc", "gpc", _gpc_sets(tgt_default))
+    if "e2e" in variants:
+        calibration["e2e"] = bench.calibrate(
+            "e2e", "e2e", _e2e_sets(bench.calibration_dir("gpc", 80))
+        )
+
+    def train_gpc(record: dict, seed: int, tgt_dir: pathlib.Path, name: str, budget: float):
+        """Trains a GPC on `tgt_dir` for `budget` CPU s; records its steps and CPU s."""
+        gpc_dir = bench.workdir / f"seed{seed}" / name
+        steps = calibration["gpc"].steps_for(budget)
+        record.update(
+            gpc_steps=steps, gpc_cpu_s=bench.train("gpc", gpc_dir, seed, steps, _gpc_sets(tgt_dir))
+        )
+        return gpc_dir
+
+    def corrector_run(name: str, seed: int, default: dict) -> dict:
+        """A corrector variant on the default TGT of this seed (its steps and CPU s copied)."""
+        tgt_dir = bench.workdir / f"seed{seed}" / "tgt_default"
+        record = {"variant": name, "seed": seed}
+        record.update({k: default[k] for k in ("tgt_steps", "tgt_cpu_s")})
+        if name == "longer_gpc":
+            gpc_dir = train_gpc(
+                record, seed, tgt_dir, "gpc_longer", LONGER_GPC_FACTOR * args.gpc_cpu
+            )
+            record["summary"] = bench.evaluate(gpc_dir)
+            return record
+        gpc_dir = train_gpc(record, seed, tgt_dir, "gpc_half", args.gpc_cpu / 2)
+        e2e_dir = bench.workdir / f"seed{seed}" / "e2e"
+        steps = calibration["e2e"].steps_for(args.gpc_cpu / 2)
+        record.update(
+            e2e_steps=steps, e2e_cpu_s=bench.train("e2e", e2e_dir, seed, steps, _e2e_sets(gpc_dir))
+        )
+        record["summary"] = bench.evaluate(e2e_dir)
+        return record
 
     def seed_runs(seed: int) -> list[dict]:
         runs = []
         for name, sets in variants.items():
+            if name in CORRECTOR_VARIANTS:
+                runs.append(corrector_run(name, seed, runs[0]))
+                print(f"seed {seed} {name}: {json.dumps(runs[-1])}", flush=True)
+                continue
             budget = args.tgt_cpu + (args.gpc_cpu if name == "longer_tgt" else 0.0)
             steps = calibration[name].steps_for(budget)
             tgt_dir = bench.workdir / f"seed{seed}" / f"tgt_{name}"
             cpu = bench.train("tgt", tgt_dir, seed, steps, sets)
             record = {"variant": name, "seed": seed, "tgt_steps": steps, "tgt_cpu_s": cpu}
             if name == "default" and refine:
-                gpc_steps = calibration["gpc"].steps_for(args.gpc_cpu)
-                gpc_dir = bench.workdir / f"seed{seed}" / "gpc"
-                gpc_cpu = bench.train("gpc", gpc_dir, seed, gpc_steps, _gpc_sets(tgt_dir))
-                record.update(gpc_steps=gpc_steps, gpc_cpu_s=gpc_cpu)
+                gpc_dir = train_gpc(record, seed, tgt_dir, "gpc", args.gpc_cpu)
                 record["summary"] = bench.evaluate(gpc_dir)
             else:
                 summary = bench.evaluate(tgt_dir)
@@ -240,7 +306,7 @@ def aggregate(runs: list[dict]) -> dict[str, dict[str, tuple[float, float]]]:
     for name in dict.fromkeys(r["variant"] for r in runs):
         chosen = [r for r in runs if r["variant"] == name]
         row = {}
-        for key in ("tgt_steps", "tgt_cpu_s", "gpc_steps", "gpc_cpu_s"):
+        for key in ("tgt_steps", "tgt_cpu_s", "gpc_steps", "gpc_cpu_s", "e2e_steps", "e2e_cpu_s"):
             if all(key in r for r in chosen):
                 row[key] = mean_std([float(r[key]) for r in chosen])
         for key, (_, scale) in COLUMNS.items():
@@ -259,6 +325,18 @@ def format_table(table: dict[str, dict[str, tuple[float, float]]]) -> str:
         cells = [f"{row[k][0]:.3g} +- {row[k][1]:.2g}" if k in row else "" for k in keys]
         lines.append(f"| {variant} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def parse_variants(specs: list[str]) -> dict[str, list[str]]:
+    """['beta0:loss.uncertainty_beta=0.0', ...] -> {'beta0': ['loss.uncertainty_beta=0.0']}; a
+    name given again adds its override to the same variant."""
+    variants: dict[str, list[str]] = {}
+    for spec in specs:
+        name, _, setting = spec.partition(":")
+        if not name or "=" not in setting:
+            raise SystemExit(f"real_motion: --variant {spec!r} is not NAME:KEY=VALUE")
+        variants.setdefault(name, []).append(setting)
+    return variants
 
 
 def parse_settings(text: str) -> dict[str, object]:
@@ -313,6 +391,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="seeds trained side by side")
     parser.add_argument("--tgt_set", action="append", default=[], help="TGT override KEY=VALUE")
     parser.add_argument("--gpc_set", action="append", default=[], help="GPC override KEY=VALUE")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="NAME:KEY=VALUE, a TGT variant of your own beside the default (repeat to add keys)",
+    )
     parser.add_argument("--json", default="benchmarks/results/real_motion.json")
     parser.add_argument("--sweep", default="", help="a trained GPC workdir: evaluate --refine")
     parser.add_argument("--refine", action="append", default=[], help="k=v,... of config.refine")

@@ -44,6 +44,7 @@ def _args(tmp_path, **overrides) -> argparse.Namespace:
         tgt_cpu=410.0,
         gpc_cpu=0.0,
         jobs=1,
+        variant=[],
     )
     return argparse.Namespace(**(args | overrides))
 
@@ -88,10 +89,36 @@ def test_default_with_a_corrector_trains_the_gpc_on_its_own_tgt(tmp_path, record
     assert result["runs"][0]["gpc_steps"] == 200
 
 
+def test_corrector_variants_reuse_the_default_tgt_and_split_the_budget(tmp_path, recorded):
+    result = real_motion.run(_args(tmp_path, seeds="0", gpc_cpu=110.0, ablation="e2e,longer_gpc"))
+    trained = [call for call in recorded if "calibration" not in str(call[1])]
+    assert [call[1] for call in recorded if call[0] == "tgt" and call[3] > 80] == ["tgt_default"]
+    steps = {name: steps for _, name, _, steps, _ in recorded if not name.endswith(("_20", "_80"))}
+    # (110 - 10) / 0.5 for the default GPC; half the budget twice for e2e; 3x for longer_gpc
+    assert steps["gpc"] == 200 and steps["gpc_half"] == 90 and steps["e2e"] == 90
+    assert steps["gpc_longer"] == (3 * 110 - 10) / 0.5
+    runs = {call[1]: call for call in trained}
+    tgt_dir = tmp_path / "runs" / "seed0" / "tgt_default"
+    assert f"tgt_workdir={tgt_dir}" in runs["gpc_half"][4]
+    assert f"tgt_workdir={tgt_dir}" in runs["gpc_longer"][4]
+    assert runs["e2e"][4] == [f"gpc_workdir={tmp_path / 'runs' / 'seed0' / 'gpc_half'}"]
+    calibration_e2e = [call for call in recorded if call[0] == "e2e" and call[3] in (20, 80)]
+    assert [call[4] for call in calibration_e2e] == [
+        [f"gpc_workdir={tmp_path / 'runs' / 'calibration' / 'gpc_80'}"]
+    ] * 2
+    e2e = next(r for r in result["runs"] if r["variant"] == "e2e")
+    assert e2e["tgt_steps"] == result["runs"][0]["tgt_steps"] and e2e["e2e_steps"] == 90
+    assert list(result["table"]) == ["default", "e2e", "longer_gpc"]
+    assert result["table"]["e2e"]["e2e_steps"] == (90.0, 0.0)
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
         ({"ablation": "longer_tgt"}, "needs a corrector"),
+        ({"ablation": "e2e"}, "needs a corrector"),
+        ({"variant": ["beta0"]}, "is not NAME:KEY=VALUE"),
+        ({"variant": ["limb_tokens:model.dim=8"], "ablation": "limb_tokens"}, "already a variant"),
         ({"ablation": "no_limbs"}, "unknown --ablation"),
     ],
 )
@@ -99,3 +126,12 @@ def test_bad_ablations_are_refused_before_any_run(tmp_path, recorded, overrides,
     with pytest.raises(SystemExit, match=message):
         real_motion.run(_args(tmp_path, **overrides))
     assert recorded == []
+
+
+def test_own_variants_are_tgt_runs_beside_the_default(tmp_path, recorded):
+    variant = ["wide:model.dim=96", "wide:model.num_heads=8", "beta0:loss.uncertainty_beta=0.0"]
+    result = real_motion.run(_args(tmp_path, seeds="0", variant=variant))
+    trained = {name: extra for _, name, _, steps, extra in recorded if steps > 80}
+    assert trained["tgt_wide"] == ["train.batch_size=8", "model.dim=96", "model.num_heads=8"]
+    assert trained["tgt_beta0"] == ["train.batch_size=8", "loss.uncertainty_beta=0.0"]
+    assert list(result["table"]) == ["default", "wide", "beta0"]
