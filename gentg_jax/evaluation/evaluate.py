@@ -33,6 +33,7 @@ from gentg_jax.evaluation.tables import (
     refinement_tables,
     resampling_sums,
     sigma_calibration_slope,
+    sigma_correlation_ceiling,
     sigma_error_correlation,
 )
 from gentg_jax.types import Batch, PyTree
@@ -153,6 +154,7 @@ def evaluate(
         error = np.concatenate([v["joint_error"] for v in values])
         summary["sigma_error_corr"] = sigma_error_correlation(sigma, error)
         summary["sigma_error_slope"] = sigma_calibration_slope(sigma, error)
+        summary["sigma_corr_ceiling"] = sigma_correlation_ceiling(sigma)
     refinement, refinement_summary = refinement_tables(sequences)
     return EvalResult(
         tables=tables,

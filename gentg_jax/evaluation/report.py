@@ -65,8 +65,10 @@ def _markdown(result: EvalResult) -> str:
         markdown += "\n" + metrics.format_markdown(correlation, digits=3, mean_label=label)
     if "sigma_error_corr" in result.summary:
         markdown += (
-            f"\nsigma-error correlation: {result.summary['sigma_error_corr']:.3f}, calibration "
-            f"slope (RMS error / RMS sigma): {result.summary['sigma_error_slope']:.3f}\n"
+            f"\nsigma-error correlation: {result.summary['sigma_error_corr']:.3f} (a perfectly "
+            f"calibrated sigma of this spread: {result.summary['sigma_corr_ceiling']:.3f}), "
+            f"calibration slope (RMS error / RMS sigma): "
+            f"{result.summary['sigma_error_slope']:.3f}\n"
         )
     return markdown
 

@@ -12,6 +12,7 @@ coarse pose when refining) is tabulated too.
 """
 
 import dataclasses
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -57,10 +58,11 @@ class EvalResult:
       tables: metric name ("P1", "P2", "N-MPJPE", "MPJVE", "3DPCK", "AUC") -> ProtocolTable.
       summary: lower-case name -> the mean over actions, plus `num_frames`, `num_actions` (the
         actions those means are over) and, when the model
-        predicts uncertainty, `sigma_error_corr` and `sigma_error_slope` (see
-        `sigma_error_correlation` and `sigma_calibration_slope`: over all evaluated non-root
-        joints). A refining predict adds `<agg>_p1` and
-        `<agg>_p2` for agg in coarse, h1, mean, reproj, `resampled_fraction` (in [0, 1]) and
+        predicts uncertainty, `sigma_error_corr`, `sigma_error_slope` and `sigma_corr_ceiling`
+        (see `sigma_error_correlation`, `sigma_calibration_slope` and
+        `sigma_correlation_ceiling`: over all evaluated non-root joints). A refining predict
+        adds `<agg>_p1` and `<agg>_p2` for agg in coarse, h1, mean, reproj, `resampled_fraction`
+        (in [0, 1]) and
         `{resampled,kept}_error_{before,after}` (mm), each the mean over actions.
       refinement: (refining predict only) row name -> table: "<Coarse|H=1|Mean|Reproj>
         <P1|P2>" in mm, "Resampled (%)" of the non-root joints, and "<Resampled|Kept> err
@@ -191,6 +193,30 @@ def sigma_error_correlation(sigma: np.ndarray, error: np.ndarray) -> float:
     if sigma.std() == 0 or error.std() == 0:
         return 0.0
     return float(np.corrcoef(sigma, error)[0, 1])
+
+
+# E|x| / RMS|x| of an isotropic 3D Gaussian x: E[chi_3] / sqrt(3) = sqrt(8 / (3 pi)).
+_GAUSSIAN_3D_MEAN_OVER_RMS = math.sqrt(8.0 / (3.0 * math.pi))
+
+
+def sigma_correlation_ceiling(sigma: np.ndarray) -> float:
+    """The sigma-error correlation a perfectly calibrated sigma (..., 17) would reach at its own
+    spread, over the non-root joints; 0 when sigma is constant.
+
+    Sigma estimates a joint's RMS error (losses.uncertainty_nll). If each joint's 3D error were
+    an isotropic Gaussian with exactly that RMS, the error would be sigma * c with c independent
+    of sigma, E[c] = sqrt(8 / (3 pi)) and E[c^2] = 1, so
+        corr(sigma, error) = E[c] std(sigma) / sqrt(E[sigma^2] - E[c]^2 E[sigma]^2).
+    The error's own randomness caps the correlation below 1: a measured correlation near this
+    ceiling ranks errors as well as any sigma this spread out can; beyond it only a wider spread
+    of sigma (or errors with less spread at a given sigma) raises it.
+    """
+    sigma = _non_root(sigma)
+    if np.ptp(sigma) == 0:  # std() of a constant is rounding noise, not 0
+        return 0.0
+    mean_c = _GAUSSIAN_3D_MEAN_OVER_RMS
+    spread = np.mean(sigma**2) - mean_c**2 * np.mean(sigma) ** 2
+    return float(mean_c * sigma.std() / np.sqrt(spread))
 
 
 def sigma_calibration_slope(sigma: np.ndarray, error: np.ndarray, bins: int = 10) -> float:
