@@ -94,6 +94,12 @@ class TemporalGraphLimbTransformer(nn.Module):
     log_sigma_range: tuple[float, float] = (-7.0, 1.0)
     cpu_micro_batch_mib: float = 1.0
 
+    def __post_init__(self):
+        # Refused when built, not at the first call: a config error surfaces before any data.
+        if self.use_limb_tokens and self.limbs_on_joints:
+            raise ValueError("limbs_on_joints=True needs use_limb_tokens=False")
+        super().__post_init__()
+
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict) -> TemporalGraphLimbTransformer:
         """Builds the model from config.model; unknown fields are an error."""
@@ -130,8 +136,6 @@ class TemporalGraphLimbTransformer(nn.Module):
         """(B, T, 17, 2), (B, T, 17) -> tokens (B, T, N, dim) float32."""
         joint_in = jnp.concatenate([keypoints_2d, scores[..., None]], axis=-1)
         tokens = nn.Dense(self.dim, name="joint_embed")(joint_in)
-        if self.use_limb_tokens and self.limbs_on_joints:
-            raise ValueError("limbs_on_joints=True needs use_limb_tokens=False")
         if self.use_limb_tokens or self.limbs_on_joints:
             limb_in = limb_features(keypoints_2d, scores)
             limbs = nn.Dense(self.dim, name="limb_embed")(limb_in)

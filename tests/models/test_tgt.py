@@ -176,7 +176,7 @@ def test_limbs_on_joints_adds_limb_embeddings_to_the_joint_each_limb_ends_at():
     assert out["bones_3d"].shape == (B, T, 16, 3)
     assert not np.allclose(out["bones_3d"], skeleton.limb_vectors(out["joints_3d"]), atol=1e-4)
     with pytest.raises(ValueError, match="limbs_on_joints=True needs use_limb_tokens=False"):
-        random_params(tiny_model(limbs_on_joints=True))
+        tiny_model(limbs_on_joints=True)
 
 
 def test_graph_bias_switch_and_hop_indexing(tiny):
