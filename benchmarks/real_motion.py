@@ -68,6 +68,8 @@ ABLATIONS = {
 }
 # Variants that reuse the default TGT run and differ in the corrector.
 CORRECTOR_VARIANTS = ("e2e", "longer_gpc")
+# Variants with the default TGT's calibration (no run of their own); all of them need a corrector.
+ON_DEFAULT_TGT = ("longer_tgt", *CORRECTOR_VARIANTS)
 LONGER_GPC_FACTOR = 3.0
 CONFIGS = {
     "tgt": "configs/tgt_base.py:tiny",
@@ -209,7 +211,7 @@ def run(args: argparse.Namespace) -> dict:
             f"real_motion: unknown --ablation {unknown}; choose from {list(ABLATIONS)}"
         )
     refine = args.gpc_cpu > 0
-    if not refine and (needing := [n for n in chosen if n in ("longer_tgt", *CORRECTOR_VARIANTS)]):
+    if not refine and (needing := [n for n in chosen if n in ON_DEFAULT_TGT]):
         raise SystemExit(f"real_motion: --ablation {needing} needs a corrector (--gpc_cpu > 0)")
     variants = {"default": []} | {name: ABLATIONS[name] for name in chosen}
     for name, sets in parse_variants(args.variant).items():
@@ -219,7 +221,7 @@ def run(args: argparse.Namespace) -> dict:
     calibration = {
         name: bench.calibrate("tgt", f"tgt_{name}", sets)
         for name, sets in variants.items()
-        if name not in ("longer_tgt", *CORRECTOR_VARIANTS)
+        if name not in ON_DEFAULT_TGT
     }
     calibration["longer_tgt"] = calibration["default"]
     if refine:  # the GPC's calibration conditions it on the default TGT's longer calibration run
@@ -230,9 +232,12 @@ def run(args: argparse.Namespace) -> dict:
             "e2e", "e2e", _e2e_sets(bench.calibration_dir("gpc", 80))
         )
 
+    def run_dir(seed: int, name: str) -> pathlib.Path:
+        return bench.workdir / f"seed{seed}" / name
+
     def train_gpc(record: dict, seed: int, tgt_dir: pathlib.Path, name: str, budget: float):
         """Trains a GPC on `tgt_dir` for `budget` CPU s; records its steps and CPU s."""
-        gpc_dir = bench.workdir / f"seed{seed}" / name
+        gpc_dir = run_dir(seed, name)
         steps = calibration["gpc"].steps_for(budget)
         record.update(
             gpc_steps=steps, gpc_cpu_s=bench.train("gpc", gpc_dir, seed, steps, _gpc_sets(tgt_dir))
@@ -241,7 +246,7 @@ def run(args: argparse.Namespace) -> dict:
 
     def corrector_run(name: str, seed: int, default: dict) -> dict:
         """A corrector variant on the default TGT of this seed (its steps and CPU s copied)."""
-        tgt_dir = bench.workdir / f"seed{seed}" / "tgt_default"
+        tgt_dir = run_dir(seed, "tgt_default")
         record = {"variant": name, "seed": seed}
         record.update({k: default[k] for k in ("tgt_steps", "tgt_cpu_s")})
         if name == "longer_gpc":
@@ -251,7 +256,7 @@ def run(args: argparse.Namespace) -> dict:
             record["summary"] = bench.evaluate(gpc_dir)
             return record
         gpc_dir = train_gpc(record, seed, tgt_dir, "gpc_half", args.gpc_cpu / 2)
-        e2e_dir = bench.workdir / f"seed{seed}" / "e2e"
+        e2e_dir = run_dir(seed, "e2e")
         steps = calibration["e2e"].steps_for(args.gpc_cpu / 2)
         record.update(
             e2e_steps=steps, e2e_cpu_s=bench.train("e2e", e2e_dir, seed, steps, _e2e_sets(gpc_dir))
@@ -259,29 +264,30 @@ def run(args: argparse.Namespace) -> dict:
         record["summary"] = bench.evaluate(e2e_dir)
         return record
 
+    def tgt_run(name: str, sets: list[str], seed: int) -> dict:
+        """A TGT variant of its own (the default with its GPC when refining)."""
+        budget = args.tgt_cpu + (args.gpc_cpu if name == "longer_tgt" else 0.0)
+        steps = calibration[name].steps_for(budget)
+        tgt_dir = run_dir(seed, f"tgt_{name}")
+        cpu = bench.train("tgt", tgt_dir, seed, steps, sets)
+        record = {"variant": name, "seed": seed, "tgt_steps": steps, "tgt_cpu_s": cpu}
+        if name == "default" and refine:
+            record["summary"] = bench.evaluate(
+                train_gpc(record, seed, tgt_dir, "gpc", args.gpc_cpu)
+            )
+        else:
+            summary = bench.evaluate(tgt_dir)
+            record["summary"] = summary | {"coarse_p1": summary["p1"], "coarse_p2": summary["p2"]}
+        return record
+
     def seed_runs(seed: int) -> list[dict]:
-        runs = []
+        runs = []  # the default first: the corrector variants reuse its TGT
         for name, sets in variants.items():
             if name in CORRECTOR_VARIANTS:
                 runs.append(corrector_run(name, seed, runs[0]))
-                print(f"seed {seed} {name}: {json.dumps(runs[-1])}", flush=True)
-                continue
-            budget = args.tgt_cpu + (args.gpc_cpu if name == "longer_tgt" else 0.0)
-            steps = calibration[name].steps_for(budget)
-            tgt_dir = bench.workdir / f"seed{seed}" / f"tgt_{name}"
-            cpu = bench.train("tgt", tgt_dir, seed, steps, sets)
-            record = {"variant": name, "seed": seed, "tgt_steps": steps, "tgt_cpu_s": cpu}
-            if name == "default" and refine:
-                gpc_dir = train_gpc(record, seed, tgt_dir, "gpc", args.gpc_cpu)
-                record["summary"] = bench.evaluate(gpc_dir)
             else:
-                summary = bench.evaluate(tgt_dir)
-                record["summary"] = summary | {
-                    "coarse_p1": summary["p1"],
-                    "coarse_p2": summary["p2"],
-                }
-            runs.append(record)
-            print(f"seed {seed} {name}: {json.dumps(record)}", flush=True)
+                runs.append(tgt_run(name, sets, seed))
+            print(f"seed {seed} {name}: {json.dumps(runs[-1])}", flush=True)
         return runs
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
