@@ -21,6 +21,7 @@ trained from GT noise and no tgt_workdir) evaluation refines a simulated coarse 
 diagnostic of the denoiser, not a protocol number.
 """
 
+import os
 from typing import Any
 
 import jax
@@ -163,6 +164,19 @@ class GPCTask(tasks.Task):
                 "TGT workdir, or train from simulated coarse poses (train_from_gt_noise=True)"
             )
         _check_frames(config, self.model)
+
+    @classmethod
+    def resumed_config(
+        cls, config: ml_collections.ConfigDict, workdir: str
+    ) -> ml_collections.ConfigDict:
+        """A resumed GPC run keeps its TGT: the provenance in the workdir's config.json goes into
+        the config, so the task reads that TGT step and refuses other parameters."""
+        if config.get("tgt_provenance") or not os.path.isfile(
+            os.path.join(workdir, checkpoint.CONFIG_FILE)
+        ):
+            return config
+        recorded = checkpoint.load_config(workdir).get("tgt_provenance")
+        return _with(config, tgt_provenance=recorded) if recorded else config
 
     def init_params(self, rng: jax.Array, batch: Batch) -> PyTree:
         pose = batch["pose_3d"][:1]

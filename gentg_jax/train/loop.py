@@ -134,22 +134,6 @@ def _writer_lock(workdir: str, purpose: str) -> contextlib.AbstractContextManage
     return workdir_lock.WorkdirLock(checkpoint.workdir_of(workdir), purpose)
 
 
-def _with_recorded_tgt(
-    config: ml_collections.ConfigDict, workdir: str
-) -> ml_collections.ConfigDict:
-    """A resumed GPC run keeps its TGT: the provenance in the workdir's config.json goes into
-    the config, so the task reads that TGT step and refuses other parameters."""
-    saved = os.path.join(workdir, checkpoint.CONFIG_FILE)
-    if config.get("task") != "gpc" or config.get("tgt_provenance") or not os.path.isfile(saved):
-        return config
-    recorded = checkpoint.load_config(workdir).get("tgt_provenance")
-    if not recorded:
-        return config
-    resumed = ml_collections.ConfigDict(config.to_dict())
-    resumed.tgt_provenance = recorded
-    return resumed
-
-
 def _is_due(step: int, every: int, last: int) -> bool:
     """Every `every` steps and at the last step; never when `every` is 0."""
     return every > 0 and (step % every == 0 or step == last)
@@ -204,7 +188,7 @@ class _Run:
 
 def _setup(config: ml_collections.ConfigDict, workdir: str) -> tuple[_Run, state_lib.TrainState]:
     """Builds the run and its host state: fresh, or restored from the workdir's latest step."""
-    task = registry.get_task(_with_recorded_tgt(config, workdir))
+    task = registry.get_task(config, workdir)
     config = task.config  # as completed by the task (e2e embeds the TGT and GPC configs)
     parallel = parallel_lib.DataParallel(config.train.parallel)
     parallel.host_batch_size(config.train.batch_size)

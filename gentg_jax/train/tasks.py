@@ -28,6 +28,14 @@ class Task(abc.ABC):
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
 
+    @classmethod
+    def resumed_config(
+        cls, config: ml_collections.ConfigDict, workdir: str
+    ) -> ml_collections.ConfigDict:
+        """`config` for a training run in `workdir` that may resume there; as given by default."""
+        del workdir
+        return config
+
     @abc.abstractmethod
     def init_params(self, rng: jax.Array, batch: Batch) -> PyTree:
         """Initial trainable parameters for inputs shaped like `batch`."""

@@ -20,7 +20,7 @@ import pytest
 from configs import e2e_finetune, gpc_base
 from gentg_jax import checkpoint, inference
 from gentg_jax.data import pipeline
-from gentg_jax.train import gpc_tasks, loop, registry, steps
+from gentg_jax.train import gpc_tasks, loop, registry, steps, tasks
 from tests import helpers
 
 # One process, 8 CPU devices: a GPC step (frozen TGT captured) in each layout on one global
@@ -221,6 +221,13 @@ def test_frozen_tgt_is_not_trained(gpc_run, tgt_workdir):
         "fingerprint": checkpoint.params_fingerprint(tgt_params),
     }
     assert checkpoint.load_config(workdir / "checkpoints" / "2").tgt_provenance.step == 1
+    # Resumed there, the run keeps the recorded TGT step; a fresh workdir or a TGT task has none.
+    resumed = gpc_tasks.GPCTask.resumed_config(config, str(workdir))
+    assert resumed.tgt_provenance.to_dict() == saved.tgt_provenance.to_dict()
+    assert "tgt_provenance" not in config
+    fresh = gpc_tasks.GPCTask.resumed_config(config, str(workdir / "fresh"))
+    assert "tgt_provenance" not in fresh
+    assert tasks.TGTTask.resumed_config(saved, str(workdir)) is saved
 
 
 def test_evaluating_a_gpc_with_another_tgt_is_refused(gpc_run, tgt_workdir, base):
