@@ -55,6 +55,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.attention_impl = "auto"
     config.model.attention_chunk_mib = 6.0  # CPU only: cache-sized attention chunks (~2x); 0: off
     config.model.log_sigma_range = (-7.0, 1.0)  # clip of the predicted log sigma, metres
+    # the sigma head reads the joint tokens through a stop-gradient (its loss trains it alone)
+    config.model.sigma_stop_gradient = False
+    config.model.sigma_hidden = 0  # width of a GELU hidden layer in the sigma head; 0: linear
     # CPU only, outside training: lift batches in a loop over micro-batches of ~this many MiB of
     # token activations (~1.3x faster at base batch 8, ~2x at tiny batch 64); 0: whole batch.
     config.model.cpu_micro_batch_mib = 1.0

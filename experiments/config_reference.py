@@ -106,7 +106,8 @@ def reference_table(module) -> str:
     for path, value in flatten(module.get_config()).items():
         if path not in comments:
             raise ValueError(f"{module.__name__}: field {path!r} has no comment to document it")
-        rows.append(f"| `{path}` | `{_format_value(value)}` | {comments[path]} |")
+        meaning = comments[path].replace("|", "\\|")  # a bare '|' would end the table cell
+        rows.append(f"| `{path}` | `{_format_value(value)}` | {meaning} |")
     name = module.__name__.replace(".", "/")
     return f"#### `{name}.py`\n\n" + "\n".join(rows)
 

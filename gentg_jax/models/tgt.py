@@ -68,6 +68,9 @@ class TemporalGraphLimbTransformer(nn.Module):
         XLA:CPU), "xla" or "cudnn" (jax.nn.dot_product_attention).
       attention_chunk_mib: CPU attention chunk size in MiB (layers.Attention.chunk_mib); 0: off.
       log_sigma_range: (min, max) clip of the predicted log sigma (metres), for stability.
+      sigma_stop_gradient: the sigma head reads the final joint tokens through a stop-gradient,
+        so its loss trains the head alone and cannot pull the trunk away from the joints.
+      sigma_hidden: width of a GELU hidden layer in the sigma head; 0: one linear layer.
       cpu_micro_batch_mib: on the CPU path (layers.cpu_paths), outside training, lift the batch
         in a loop over micro-batches (trunk.micro_batched) whose float32 (T, N, dim) token
         activations take about this many MiB (at least one sequence); 0: all at once. Same
@@ -92,6 +95,8 @@ class TemporalGraphLimbTransformer(nn.Module):
     attention_impl: str = "auto"
     attention_chunk_mib: float = 6.0
     log_sigma_range: tuple[float, float] = (-7.0, 1.0)
+    sigma_stop_gradient: bool = False
+    sigma_hidden: int = 0
     cpu_micro_batch_mib: float = 1.0
 
     def __post_init__(self):
@@ -158,10 +163,16 @@ class TemporalGraphLimbTransformer(nn.Module):
             bones_3d = nn.Dense(3, name="bone_head")(joints[:, :, skeleton.LIMB_CHILDREN])
         else:
             bones_3d = skeleton.limb_vectors(joints_3d)
+        return {"joints_3d": joints_3d, "bones_3d": bones_3d, "log_sigma": self._sigma(joints)}
+
+    def _sigma(self, joints: jax.Array) -> jax.Array:
+        """Final joint tokens (B, T, 17, dim) -> clipped log sigma (B, T, 17)."""
+        features = jax.lax.stop_gradient(joints) if self.sigma_stop_gradient else joints
+        if self.sigma_hidden:
+            features = nn.gelu(nn.Dense(self.sigma_hidden, name="sigma_hidden")(features))
         # Bias init log(5 cm): a typical per-joint error, so the NLL starts near its optimum.
         sigma_head = nn.Dense(1, bias_init=nn.initializers.constant(np.log(0.05)), name="sigma")
-        log_sigma = jnp.clip(sigma_head(joints)[..., 0], *self.log_sigma_range)
-        return {"joints_3d": joints_3d, "bones_3d": bones_3d, "log_sigma": log_sigma}
+        return jnp.clip(sigma_head(features)[..., 0], *self.log_sigma_range)
 
     def _micro_batch(self, keypoints_2d: jax.Array) -> int:
         """Sequences per micro-batch; 0 when the batch is lifted at once."""

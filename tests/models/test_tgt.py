@@ -272,6 +272,37 @@ def test_limb_temporal_switch_keeps_params_and_changes_the_answer(tiny):
     assert TemporalGraphLimbTransformer.from_config(saved).limb_temporal
 
 
+def test_stop_gradient_sigma_head_trains_only_itself():
+    keypoints, scores = inputs()
+
+    def sigma_grads(model, params):
+        def total_log_sigma(p):
+            return model.apply({"params": p}, keypoints, scores)[0]["log_sigma"].sum()
+
+        grads = jax.jit(jax.grad(total_log_sigma))(params)
+        return {name: any(np.any(x != 0) for x in jax.tree.leaves(g)) for name, g in grads.items()}
+
+    detached = tiny_model(sigma_stop_gradient=True, sigma_hidden=8)
+    shapes = param_shapes(detached)
+    assert shapes["sigma_hidden"]["kernel"] == (detached.dim, 8)
+    assert shapes["sigma"]["kernel"] == (8, 1)
+    params = random_params(detached)
+    moved = sigma_grads(detached, params)
+    assert moved == {name: name.startswith("sigma") for name in params}
+    # Without the stop-gradient the same head's loss reaches the trunk; the joints are the same.
+    attached = tiny_model(sigma_hidden=8)
+    assert sigma_grads(attached, params)["layers"]
+    np.testing.assert_array_equal(
+        apply(detached, params, keypoints, scores)["joints_3d"],
+        apply(attached, params, keypoints, scores)["joints_3d"],
+    )
+    # A config saved before the fields existed restores the linear, attached head it trained.
+    saved = tgt_base.get_config("tiny").model
+    del saved["sigma_stop_gradient"], saved["sigma_hidden"]
+    restored = TemporalGraphLimbTransformer.from_config(saved)
+    assert not restored.sigma_stop_gradient and "sigma_hidden" not in param_shapes(restored)
+
+
 def test_bfloat16_compute_float32_outputs(tiny):
     model, params = tiny
     keypoints, scores = inputs()
