@@ -93,6 +93,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.final_lr_fraction = 0.01  # cosine decay ends at this fraction of learning_rate
     config.train.adam_b1 = 0.9  # AdamW beta1
     config.train.adam_b2 = 0.999  # AdamW beta2
+    # > 0: the sigma head's learning rate, constant after the warmup (a head behind
+    # model.sigma_stop_gradient keeps fitting the trunk to the end); 0: the shared schedule
+    config.train.sigma_learning_rate = 0.0
 
     config.eval = ml_collections.ConfigDict()
     config.eval.batch_size = 32  # global evaluation batch

@@ -83,20 +83,46 @@ def _decay_mask(params: PyTree) -> PyTree:
     return jax.tree.map(lambda x: x.ndim > 1, params)
 
 
+# The TGT's sigma head (models.tgt.TemporalGraphLimbTransformer._sigma), by parameter name.
+SIGMA_HEAD_PARAMS = ("sigma", "sigma_hidden")
+
+
+def _adamw(train_config: ml_collections.ConfigDict, learning_rate) -> optax.GradientTransformation:
+    return optax.adamw(
+        learning_rate,
+        b1=train_config.adam_b1,
+        b2=train_config.adam_b2,
+        weight_decay=train_config.weight_decay,
+        mask=_decay_mask,
+    )
+
+
+def _sigma_head_labels(params: PyTree) -> PyTree:
+    def label(path, _):
+        keys = {getattr(entry, "key", None) for entry in path}
+        return "sigma_head" if keys & set(SIGMA_HEAD_PARAMS) else "rest"
+
+    return jax.tree_util.tree_map_with_path(label, params)
+
+
 def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """AdamW with warmup + cosine schedule and global-norm gradient clipping."""
+    """AdamW with warmup + cosine schedule and global-norm gradient clipping.
+
+    With train.sigma_learning_rate > 0 the sigma head's parameters get that learning rate,
+    constant after the same warmup: a head behind a stop-gradient (model.sigma_stop_gradient)
+    must keep fitting the trunk's features until they stop moving, at the end of the decay.
+    """
     parts = []
     if train_config.grad_clip > 0:
         parts.append(optax.clip_by_global_norm(train_config.grad_clip))
-    parts.append(
-        optax.adamw(
-            learning_rate_schedule(train_config),
-            b1=train_config.adam_b1,
-            b2=train_config.adam_b2,
-            weight_decay=train_config.weight_decay,
-            mask=_decay_mask,
-        )
-    )
+    shared = _adamw(train_config, learning_rate_schedule(train_config))
+    sigma_rate = float(train_config.get("sigma_learning_rate", 0.0))
+    if sigma_rate > 0:
+        head_schedule = optax.linear_schedule(0.0, sigma_rate, int(train_config.warmup_steps))
+        transforms = {"rest": shared, "sigma_head": _adamw(train_config, head_schedule)}
+        parts.append(optax.multi_transform(transforms, _sigma_head_labels))
+    else:
+        parts.append(shared)
     return optax.chain(*parts)
 
 

@@ -75,6 +75,28 @@ def test_learning_rate_schedule_warms_up_and_decays(tiny_data_dir):
     )
 
 
+def test_sigma_head_learning_rate_stays_constant_while_the_rest_decays(tiny_data_dir):
+    config = helpers.tiny_config(tiny_data_dir, num_steps=100, warmup_steps=10)
+    config.train.update(weight_decay=0.0, grad_clip=0.0, sigma_learning_rate=1e-3)
+    params = {
+        "layers": {"kernel": np.zeros((2, 2), np.float32)},
+        "sigma": {"kernel": np.zeros((2, 1), np.float32)},
+        "sigma_hidden": {"bias": np.zeros((3,), np.float32)},
+    }
+    grads = jax.tree.map(np.ones_like, params)  # constant gradients: Adam steps by the rate
+    tx = state_lib.make_optimizer(config.train)
+    opt_state, steps = tx.init(params), []
+    for _ in range(100):
+        updates, opt_state = tx.update(grads, opt_state, params)
+        steps.append(jax.tree.map(lambda u: float(-np.asarray(u).flat[0]), updates))
+    schedule = state_lib.learning_rate_schedule(config.train)
+    for step in (5, 50, 99):
+        want_head = 1e-3 * min(step / 10, 1.0)
+        assert steps[step]["sigma"]["kernel"] == pytest.approx(want_head, rel=1e-3)
+        assert steps[step]["sigma_hidden"]["bias"] == pytest.approx(want_head, rel=1e-3)
+        assert steps[step]["layers"]["kernel"] == pytest.approx(float(schedule(step)), rel=1e-3)
+
+
 def test_check_finite_names_step_and_metric():
     writers.check_finite({"loss": 1.0, "grad_norm": 2.0}, step=5)
     with pytest.raises(writers.NonFiniteError, match="non-finite metric at step 9: grad_norm=inf"):
