@@ -31,7 +31,10 @@ ablation in a third less time; longer_tgt then has nothing to compare and is ref
 `--tgt_set` / `--gpc_set` (repeatable KEY=VALUE config overrides) apply to every run.
 `--variant NAME:KEY=VALUE` (repeatable; a NAME again adds a key) adds a TGT variant of your own,
 trained and evaluated alone like the ablations, so a training lever is measured against the
-default in one run (`--variant nll_beta0:loss.uncertainty_beta=0.0`). Prints one table (mean +-
+default in one run (`--variant nll_beta0:loss.uncertainty_beta=0.0`). `--tgt_steps N` gives every
+TGT variant N steps instead (no calibration; --gpc_cpu 0, no --ablation): for a lever that does
+not change what a step costs, equal steps remove the calibration's noise (its CPU seconds are
+still recorded). Prints one table (mean +-
 std over seeds) and writes everything (per run: steps, CPU s, summary) to --json.
 
 Refinement levers need no training: `--sweep GPC_WORKDIR --refine "start_factor=0.5" --refine
@@ -213,6 +216,10 @@ def run(args: argparse.Namespace) -> dict:
     refine = args.gpc_cpu > 0
     if not refine and (needing := [n for n in chosen if n in ON_DEFAULT_TGT]):
         raise SystemExit(f"real_motion: --ablation {needing} needs a corrector (--gpc_cpu > 0)")
+    if args.tgt_steps and (refine or chosen):
+        raise SystemExit(
+            "real_motion: --tgt_steps is for TGT levers alone: no --ablation, --gpc_cpu 0"
+        )
     variants = {"default": []} | {name: ABLATIONS[name] for name in chosen}
     for name, sets in parse_variants(args.variant).items():
         if name in variants:
@@ -221,9 +228,10 @@ def run(args: argparse.Namespace) -> dict:
     calibration = {
         name: bench.calibrate("tgt", f"tgt_{name}", sets)
         for name, sets in variants.items()
-        if name not in ON_DEFAULT_TGT
+        if name not in ON_DEFAULT_TGT and not args.tgt_steps
     }
-    calibration["longer_tgt"] = calibration["default"]
+    if "default" in calibration:
+        calibration["longer_tgt"] = calibration["default"]
     if refine:  # the GPC's calibration conditions it on the default TGT's longer calibration run
         tgt_default = bench.calibration_dir("tgt_default", 80)
         calibration["gpc"] = bench.calibrate("gpc", "gpc", _gpc_sets(tgt_default))
@@ -267,7 +275,7 @@ def run(args: argparse.Namespace) -> dict:
     def tgt_run(name: str, sets: list[str], seed: int) -> dict:
         """A TGT variant of its own (the default with its GPC when refining)."""
         budget = args.tgt_cpu + (args.gpc_cpu if name == "longer_tgt" else 0.0)
-        steps = calibration[name].steps_for(budget)
+        steps = args.tgt_steps or calibration[name].steps_for(budget)
         tgt_dir = run_dir(seed, f"tgt_{name}")
         cpu = bench.train("tgt", tgt_dir, seed, steps, sets)
         record = {"variant": name, "seed": seed, "tgt_steps": steps, "tgt_cpu_s": cpu}
@@ -393,6 +401,12 @@ def main() -> None:
         const="all",
         default="",
         help=f"all, or some of {','.join(ABLATIONS)}",
+    )
+    parser.add_argument(
+        "--tgt_steps",
+        type=int,
+        default=0,
+        help="every TGT variant gets these steps, not --tgt_cpu (levers that keep a step's cost)",
     )
     parser.add_argument("--jobs", type=int, default=1, help="seeds trained side by side")
     parser.add_argument("--tgt_set", action="append", default=[], help="TGT override KEY=VALUE")

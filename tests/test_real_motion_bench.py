@@ -45,6 +45,7 @@ def _args(tmp_path, **overrides) -> argparse.Namespace:
         gpc_cpu=0.0,
         jobs=1,
         variant=[],
+        tgt_steps=0,
     )
     return argparse.Namespace(**(args | overrides))
 
@@ -120,6 +121,8 @@ def test_corrector_variants_reuse_the_default_tgt_and_split_the_budget(tmp_path,
         ({"variant": ["beta0"]}, "is not NAME:KEY=VALUE"),
         ({"variant": ["limb_tokens:model.dim=8"], "ablation": "limb_tokens"}, "already a variant"),
         ({"ablation": "no_limbs"}, "unknown --ablation"),
+        ({"tgt_steps": 100, "gpc_cpu": 110.0}, "--tgt_steps is for TGT levers alone"),
+        ({"tgt_steps": 100, "ablation": "limb_tokens"}, "--tgt_steps is for TGT levers alone"),
     ],
 )
 def test_bad_ablations_are_refused_before_any_run(tmp_path, recorded, overrides, message):
@@ -135,3 +138,15 @@ def test_own_variants_are_tgt_runs_beside_the_default(tmp_path, recorded):
     assert trained["tgt_wide"] == ["train.batch_size=8", "model.dim=96", "model.num_heads=8"]
     assert trained["tgt_beta0"] == ["train.batch_size=8", "loss.uncertainty_beta=0.0"]
     assert list(result["table"]) == ["default", "wide", "beta0"]
+
+
+def test_fixed_tgt_steps_skip_the_calibration(tmp_path, recorded):
+    variant = ["detached:model.sigma_stop_gradient=True"]
+    result = real_motion.run(_args(tmp_path, variant=variant, tgt_steps=300))
+    assert [(name, seed, steps) for _, name, seed, steps, _ in recorded] == [
+        ("tgt_default", 0, 300),
+        ("tgt_detached", 0, 300),
+        ("tgt_default", 1, 300),
+        ("tgt_detached", 1, 300),
+    ]
+    assert result["table"]["detached"]["tgt_cpu_s"] == (160.0, 0.0)  # still recorded
