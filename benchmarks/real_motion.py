@@ -33,9 +33,9 @@ ablation in a third less time; longer_tgt then has nothing to compare and is ref
 trained and evaluated alone like the ablations, so a training lever is measured against the
 default in one run (`--variant nll_beta0:loss.uncertainty_beta=0.0`). `--tgt_steps N` gives every
 TGT variant N steps instead (no calibration; --gpc_cpu 0, no --ablation): for a lever that does
-not change what a step costs, equal steps remove the calibration's noise (its CPU seconds are
-still recorded). Prints one table (mean +-
-std over seeds) and writes everything (per run: steps, CPU s, summary) to --json.
+not change what a step costs, equal steps remove the calibration's noise (the CPU seconds are
+still recorded). Prints one table (mean +- std over seeds) and writes everything (per run: steps,
+CPU s, summary) to --json.
 
 Refinement levers need no training: `--sweep GPC_WORKDIR --refine "start_factor=0.5" --refine
 "selection='window_fraction',top_fraction=0.2"` evaluates one trained GPC under each setting of
@@ -230,8 +230,6 @@ def run(args: argparse.Namespace) -> dict:
         for name, sets in variants.items()
         if name not in ON_DEFAULT_TGT and not args.tgt_steps
     }
-    if "default" in calibration:
-        calibration["longer_tgt"] = calibration["default"]
     if refine:  # the GPC's calibration conditions it on the default TGT's longer calibration run
         tgt_default = bench.calibration_dir("tgt_default", 80)
         calibration["gpc"] = bench.calibrate("gpc", "gpc", _gpc_sets(tgt_default))
@@ -274,8 +272,9 @@ def run(args: argparse.Namespace) -> dict:
 
     def tgt_run(name: str, sets: list[str], seed: int) -> dict:
         """A TGT variant of its own (the default with its GPC when refining)."""
-        budget = args.tgt_cpu + (args.gpc_cpu if name == "longer_tgt" else 0.0)
-        steps = args.tgt_steps or calibration[name].steps_for(budget)
+        longer = name == "longer_tgt"  # the default TGT, its calibration, a longer budget
+        budget = args.tgt_cpu + (args.gpc_cpu if longer else 0.0)
+        steps = args.tgt_steps or calibration["default" if longer else name].steps_for(budget)
         tgt_dir = run_dir(seed, f"tgt_{name}")
         cpu = bench.train("tgt", tgt_dir, seed, steps, sets)
         record = {"variant": name, "seed": seed, "tgt_steps": steps, "tgt_cpu_s": cpu}

@@ -150,3 +150,12 @@ def test_fixed_tgt_steps_skip_the_calibration(tmp_path, recorded):
         ("tgt_detached", 1, 300),
     ]
     assert result["table"]["detached"]["tgt_cpu_s"] == (160.0, 0.0)  # still recorded
+
+
+def test_longer_tgt_is_the_default_calibration_given_the_gpc_budget_too(tmp_path, recorded):
+    result = real_motion.run(_args(tmp_path, seeds="0", gpc_cpu=110.0, ablation="longer_tgt"))
+    calibrated = {name for _, name, _, steps, _ in recorded if steps in (20, 80)}
+    assert not any("longer" in name for name in calibrated)  # no calibration of its own
+    longer = next(r for r in result["runs"] if r["variant"] == "longer_tgt")
+    assert longer["tgt_steps"] == (410 + 110 - 10) / 0.5
+    assert result["runs"][0]["tgt_steps"] == (410 - 10) / 0.5
