@@ -17,5 +17,8 @@ def from_tgt_variant(arg: str | None, task: str) -> tuple[str, ml_collections.Co
     config.seed = 0
     config.data = tgt.data
     config.train = tgt.train
+    # the TGT's own sigma-head rate: no sigma head is trained from scratch here (0: the shared
+    # schedule, which fine-tuning keeps for the TGT's head too)
+    config.train.sigma_learning_rate = 0.0
     config.eval = tgt.eval
     return variant, config

@@ -1,9 +1,11 @@
-"""The README's config reference is generated from the configs and must match them."""
+"""The README's config reference is generated from the configs and must match them; defaults
+that one config file takes from another."""
 
 import re
 
 import pytest
 
+from configs import e2e_finetune, tgt_base
 from experiments import config_reference
 from tests import helpers
 
@@ -32,3 +34,14 @@ def test_a_field_without_a_comment_is_an_error():
     assert comments == {"a.b": "meaning"}
     with pytest.raises(ValueError, match="no config reference markers"):
         config_reference.replace_section("no markers", "body")
+
+
+def test_sigma_head_rate_is_each_tgt_variants_peak_rate_and_off_in_fine_tuning():
+    # The TGT's detached sigma head keeps its variant's peak rate; end-to-end fine-tuning keeps
+    # the head on the fine-tuning schedule (the GPC's: tests/models/test_gpc.py).
+    for variant in ("tiny", "base", "large"):
+        train = tgt_base.get_config(variant).train
+        assert train.sigma_learning_rate == train.learning_rate > 0
+    for variant in ("tiny", "base"):
+        assert e2e_finetune.get_config(variant).train.sigma_learning_rate == 0.0
+    assert tgt_base.get_config("tiny").train.sigma_learning_rate == 2e-3

@@ -170,7 +170,8 @@ def test_config_variants_load_and_reuse_tgt_sections(variant):
     tgt = tgt_base.get_config(variant)
     assert config.task == "gpc" and config.tgt_workdir == "" and config.train_from_gt_noise
     assert config.data.to_dict() == tgt.data.to_dict()
-    assert config.train.to_dict() == tgt.train.to_dict()
+    # the same schedule; no sigma head here, so no sigma-head rate
+    assert config.train.to_dict() == {**tgt.train.to_dict(), "sigma_learning_rate": 0.0}
     assert config.model.max_frames == config.data.num_frames
     assert config.diffusion.num_train_steps == 1000 and config.diffusion.schedule == "cosine"
     assert len(config.gt_noise.joint_std) == 17 and config.gt_noise.joint_std[0] == 0

@@ -290,7 +290,7 @@ def test_stop_gradient_sigma_head_trains_only_itself():
     moved = sigma_grads(detached, params)
     assert moved == {name: name.startswith("sigma") for name in params}
     # Without the stop-gradient the same head's loss reaches the trunk; the joints are the same.
-    attached = tiny_model(sigma_hidden=8)
+    attached = tiny_model(sigma_stop_gradient=False, sigma_hidden=8)
     assert sigma_grads(attached, params)["layers"]
     np.testing.assert_array_equal(
         apply(detached, params, keypoints, scores)["joints_3d"],
