@@ -113,11 +113,46 @@ def init_state(
     return jax.tree.map(np.asarray, state)
 
 
+def _changed_model_fields(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
+    """'model.KEY: saved -> now' for each model field in which `config` differs from the
+    workdir's config.json ('absent' where one side lacks the field); [] without either."""
+    saved_path = os.path.join(workdir, checkpoint.CONFIG_FILE)
+    if "model" not in config or not os.path.isfile(saved_path):
+        return []
+    saved = checkpoint.config_to_dict(checkpoint.load_config(workdir)).get("model", {})
+    now = checkpoint.config_to_dict(config.model)
+    return [
+        f"model.{key}: {saved.get(key, 'absent')} -> {now.get(key, 'absent')}"
+        for key in sorted(saved.keys() | now.keys())
+        if saved.get(key, "absent") != now.get(key, "absent")
+    ]
+
+
 def _restore(
-    manager: checkpoint.CheckpointManager, state: state_lib.TrainState, iterator: Any
+    manager: checkpoint.CheckpointManager,
+    state: state_lib.TrainState,
+    iterator: Any,
+    config: ml_collections.ConfigDict,
+    workdir: str,
 ) -> state_lib.TrainState:
-    """The newest intact checkpoint's state (damaged newer steps are skipped and moved aside)."""
-    found = manager.restore_latest(state.to_checkpoint())
+    """The newest intact checkpoint's state (damaged newer steps are skipped and moved aside).
+
+    Raises:
+      checkpoint.CheckpointError: no checkpoint restores into `state`; when the model config
+        differs from the one the workdir was trained with (e.g. a default changed since), the
+        message names the fields instead of calling the checkpoints damaged.
+    """
+    try:
+        found = manager.restore_latest(state.to_checkpoint())
+    except checkpoint.CheckpointError as error:
+        changed = _changed_model_fields(config, workdir)
+        if not changed:
+            raise
+        raise checkpoint.CheckpointError(
+            f"cannot resume {workdir}: no checkpoint restores into the model the config asks "
+            f"for, which differs from its config.json ({'; '.join(changed)}); pass the saved "
+            "values as --config.model.KEY=VALUE to resume, or train in a new workdir"
+        ) from error
     if found is None:
         return state
     step, restored, data_state = found
@@ -197,7 +232,7 @@ def _setup(config: ml_collections.ConfigDict, workdir: str) -> tuple[_Run, state
     manager = checkpoint.CheckpointManager(
         checkpoint.checkpoint_directory(workdir), keep=config.train.keep_checkpoints
     )
-    state = _restore(manager, state, iterator)
+    state = _restore(manager, state, iterator, config, workdir)
     if jax.process_index() == 0:
         checkpoint.save_config(workdir, config)
     logging.info("parallel=%s over %d devices", parallel.mode, parallel.num_replicas)

@@ -192,6 +192,28 @@ def test_resumed_run_matches_uninterrupted_run(tiny_data_dir, tmp_path, monkeypa
     assert manager.all_steps() == [3, 6] and manager.verify(6) is None
 
 
+def test_resuming_with_another_model_names_the_fields_and_keeps_the_checkpoints(
+    tiny_data_dir, tmp_path
+):
+    # A run trained with the sigma head on the trunk (the default before 2026-12-07), resumed
+    # with the command that now means the detached MLP head.
+    old = helpers.tiny_config(tiny_data_dir, num_steps=2)
+    old.model.update(sigma_stop_gradient=False, sigma_hidden=0)
+    loop.train_and_evaluate(old, str(tmp_path))
+    new = helpers.tiny_config(tiny_data_dir, num_steps=4)
+    expected = (
+        f"cannot resume {tmp_path}: .*model.sigma_hidden: 0 -> 64; "
+        "model.sigma_stop_gradient: False -> True\\)"
+    )
+    with pytest.raises(checkpoint.CheckpointError, match=expected):
+        loop.train_and_evaluate(new, str(tmp_path))
+    manager = checkpoint.CheckpointManager(tmp_path / "checkpoints", read_only=True)
+    assert manager.all_steps() == [2] and not (tmp_path / checkpoint.DAMAGED).exists()
+    # The saved values resume it.
+    new.model.update(sigma_stop_gradient=False, sigma_hidden=0)
+    assert int(loop.train_and_evaluate(new, str(tmp_path)).state.step) == 4
+
+
 def test_a_second_writer_is_refused_and_changes_nothing(tiny_data_dir, tmp_path):
     config = helpers.tiny_config(tiny_data_dir, num_steps=2)
     # A live process of this host (the test's parent) holds the workdir.
