@@ -101,8 +101,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.adam_b2 = 0.999  # AdamW beta2
     # > 0: the sigma head's learning rate, constant after the warmup (a head behind
     # model.sigma_stop_gradient keeps fitting the trunk to the end); 0: the shared schedule.
-    # Each variant sets it to its peak learning_rate.
-    config.train.sigma_learning_rate = 4e-4
+    # Every variant: its peak learning_rate.
+    config.train.sigma_learning_rate = config.train.learning_rate
 
     config.eval = ml_collections.ConfigDict()
     config.eval.batch_size = 32  # global evaluation batch
@@ -119,12 +119,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             batch_size=16,
             micro_batch_size=2,
             learning_rate=2e-3,
-            sigma_learning_rate=2e-3,
             warmup_steps=50,
             log_every=50,
             eval_every=500,
             checkpoint_every=500,
         )
+        config.train.sigma_learning_rate = config.train.learning_rate
         config.eval.batch_size = 64
     elif variant == "large":
         config.model.update(dim=384, depth=12, num_heads=12)

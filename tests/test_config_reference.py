@@ -45,3 +45,4 @@ def test_sigma_head_rate_is_each_tgt_variants_peak_rate_and_off_in_fine_tuning()
     for variant in ("tiny", "base"):
         assert e2e_finetune.get_config(variant).train.sigma_learning_rate == 0.0
     assert tgt_base.get_config("tiny").train.sigma_learning_rate == 2e-3
+    assert tgt_base.get_config("base").train.sigma_learning_rate == 4e-4

@@ -14,6 +14,7 @@ parameters of an uninterrupted run.
 import contextlib
 import dataclasses
 import functools
+import json
 import os
 import time
 from typing import Any
@@ -119,7 +120,8 @@ def _changed_model_fields(config: ml_collections.ConfigDict, workdir: str) -> li
     saved_path = os.path.join(workdir, checkpoint.CONFIG_FILE)
     if "model" not in config or not os.path.isfile(saved_path):
         return []
-    saved = checkpoint.config_to_dict(checkpoint.load_config(workdir)).get("model", {})
+    with open(saved_path) as f:
+        saved = json.load(f).get("model", {})
     now = checkpoint.config_to_dict(config.model)
     return [
         f"model.{key}: {saved.get(key, 'absent')} -> {now.get(key, 'absent')}"
